@@ -1,0 +1,29 @@
+"""measureflow: optimization over measures by particle gradient descent.
+
+Importing measureflow enables float64 in JAX (``jax_enable_x64``): accuracy matters here,
+and solvers run in float64 unless asked for float32.
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import data, features, geometry, init, losses, regularizers  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .errors import (  # noqa: E402
+    DivergenceError,
+    InputTypeError,
+    MeasureflowError,
+    SupportWarning,
+    ValidationError,
+)
+from .particles import Particles  # noqa: E402
+from .problem import Problem  # noqa: E402
+from .regularizers import L1, L2  # noqa: E402
+from .solvers import Result, default_step, run, solve  # noqa: E402
+
+__all__ = [
+    "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
+    "Problem", "Particles", "Result", "solve", "run", "default_step", "L1", "L2",
+    "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
+]

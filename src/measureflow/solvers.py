@@ -1,0 +1,290 @@
+"""Particle solvers: one compiled loop each (``lax.scan`` over history chunks).
+
+Mean-field particle gradient descent, with a per-particle metric G (geometry):
+
+    gd   θ_i ← θ_i − η G(θ_i) ∇_θ F'(μ)(θ_i)                 (V differentiated)
+    fb   θ_i ← prox_{ηV}(θ_i − η G(θ_i) ∇_θ R'(μ)(θ_i))       (forward–backward)
+    sgd  as gd (or fb for a non-smooth V) with R' estimated on a fresh minibatch each step
+
+∇_θ F'(μ)(θ_i) = (1/w_i) ∇_{θ_i} F, so the trajectory of the measure does not depend on m.
+A non-finite objective or position freezes the state at its last finite value and
+``solve`` raises :class:`~measureflow.errors.DivergenceError` naming the iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import geometry as _geometry
+from ._pytree import pytree_dataclass, static_field
+from .data.base import Sampler, subsample
+from .errors import DivergenceError, InputTypeError, ValidationError
+from .particles import Particles
+from .problem import Problem
+from .validation import check_choice, check_int, check_real
+
+METHODS = ("gd", "fb", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The static (compile-time) part of a run."""
+
+    method: str
+    iterations: int
+    history_every: int
+    snapshot_iterations: tuple
+    batch_size: int | None
+    geometry: _geometry.Geometry
+
+    @property
+    def uses_prox(self) -> bool:
+        return self.method == "fb"
+
+
+@pytree_dataclass
+class Result:
+    """What a run returns.
+
+    particles              final particles
+    history                F at ``history_iterations`` (every ``history_every`` steps and
+                           the last); for "sgd" on a sampler, F on the held-out set or exact
+    trajectory             positions (s, m, p) at ``trajectory_iterations`` (~log-spaced)
+    diverged_at            first non-finite iteration, −1 if none
+    step                   the step size used
+    """
+
+    particles: Particles
+    history: jax.Array
+    history_iterations: jax.Array
+    trajectory: jax.Array
+    trajectory_iterations: jax.Array
+    diverged_at: jax.Array
+    last_objective: jax.Array
+    step: jax.Array
+    method: str = static_field()
+    iterations: int = static_field()
+
+    @property
+    def objective(self) -> float:
+        """F at the final particles."""
+        return float(self.history[-1])
+
+
+def log_spaced(iterations: int, count: int) -> tuple:
+    """About ``count`` distinct log-spaced iterations in [0, iterations], 0 and the end
+    included."""
+    if count <= 0:
+        return ()
+    if count == 1:
+        return (iterations,)
+    n = count
+    while True:  # rounding merges early points: ask for more until `count` distinct remain
+        pts = np.unique(np.concatenate([[0], np.round(np.geomspace(1, iterations, n - 1)), [iterations]]))
+        if len(pts) >= min(count, iterations + 1) or n > 4 * count:
+            return tuple(int(t) for t in pts)
+        n += max(1, count - len(pts))
+
+
+def _minibatch(problem: Problem, key, t, batch_size):
+    k = jax.random.fold_in(key, t)
+    if isinstance(problem.data, Sampler):
+        return problem.data.sample(k, batch_size)
+    return subsample(problem.data, k, batch_size)
+
+
+def _uses_prox(problem: Problem, method: str) -> bool:
+    return method == "fb" or (method == "sgd" and not problem.regularizer.smooth)
+
+
+def run(problem: Problem, particles: Particles, step, key, config: RunConfig) -> Result:
+    """The pure, jittable, vmappable run. ``solve`` validates, picks defaults and raises on
+    divergence; use ``run`` directly to ``vmap`` over seeds or initializations."""
+    feature, reg, geom = problem.feature, problem.regularizer, config.geometry
+    w = particles.weights
+    prox = _uses_prox(problem, config.method)
+    T, k = config.iterations, config.history_every
+    snaps = jnp.asarray(config.snapshot_iterations, dtype=jnp.int32)
+    ns = len(config.snapshot_iterations)
+
+    def batch_at(t):
+        if config.method == "sgd":
+            return _minibatch(problem, key, t, config.batch_size)
+        return None
+
+    def record(t, P, traj):
+        if ns == 0:
+            return traj
+        slot = jnp.minimum(jnp.searchsorted(snaps, t), ns - 1)
+        return jax.lax.cond(snaps[slot] == t, lambda tr: tr.at[slot].set(P), lambda tr: tr, traj)
+
+    def advance(t, P, last):
+        F, vel = problem.value_and_velocity(Particles.unchecked(P, w), batch_at(t), smooth_only=prox)
+        Pn = P - step * geom.precondition(feature, P, vel)
+        if prox:
+            Pn = jax.vmap(reg.prox, (0, None))(Pn, step)
+        Pn = feature.wrap(Pn)
+        ok = jnp.isfinite(F) & jnp.all(jnp.isfinite(Pn))
+        return jnp.where(ok, Pn, P), jnp.where(ok, -1, t).astype(jnp.int32), jnp.where(jnp.isfinite(F), F, last)
+
+    def one_step(t, state):
+        P, traj, bad, last = state
+        traj = record(t, P, traj)
+        P, bad, last = jax.lax.cond(bad >= 0, lambda: (P, bad, last), lambda: advance(t, P, last))
+        return P, traj, bad, last
+
+    def objective(P):
+        return problem.objective(Particles.unchecked(P, w))
+
+    def chunk(state, c):
+        F = objective(state[0])
+        state = jax.lax.fori_loop(0, k, lambda i, s: one_step(c * k + i, s), state)
+        return state, F
+
+    P0 = particles.positions
+    dtype = P0.dtype
+    state = (P0, jnp.zeros((ns,) + P0.shape, dtype), jnp.asarray(-1, jnp.int32), jnp.asarray(jnp.nan, dtype))
+    n_chunks = T // k
+    state, hist = jax.lax.scan(chunk, state, jnp.arange(n_chunks))
+    state = jax.lax.fori_loop(n_chunks * k, T, one_step, state)
+    P, traj, bad, last = state
+    traj = record(T, P, traj)
+    hist = jnp.concatenate([hist, objective(P)[None]])
+    hist_it = np.concatenate([np.arange(n_chunks) * k, [T]])
+    return Result(
+        particles=Particles.unchecked(P, w), history=hist, history_iterations=jnp.asarray(hist_it),
+        trajectory=traj, trajectory_iterations=snaps, diverged_at=bad, last_objective=last,
+        step=jnp.asarray(step, dtype), method=config.method, iterations=T)
+
+
+_run_jit = jax.jit(run, static_argnames=("config",))
+
+
+def as_key(key) -> jax.Array:
+    """A PRNG key from an int seed or a key array."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.PRNGKey(int(key))
+    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return key
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    raise InputTypeError(f"key must be an int seed or a jax.random key, got {key!r}")
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def curvature(problem: Problem, particles: Particles, *, method: str = "gd", geometry=None,
+              iterations: int = 30, key=0) -> float:
+    """Largest |eigenvalue| of G W⁻¹ ∇²F_smooth at the particles (power iteration on
+    Hessian-vector products): the step must stay below 2 / curvature for stability."""
+    geom = _geometry.get(geometry)
+    prox = _uses_prox(problem, method)
+    w = particles.weights
+
+    def velocity(P):
+        return problem.value_and_velocity(Particles.unchecked(P, w), smooth_only=prox)[1]
+
+    @jax.jit
+    def power(P, v0):
+        def body(_, carry):
+            v, _lam = carry
+            Mv = geom.precondition(problem.feature, P, jax.jvp(velocity, (P,), (v,))[1])
+            nrm = jnp.linalg.norm(Mv)
+            return Mv / jnp.where(nrm > 0, nrm, 1.0), nrm
+
+        v0 = v0 / jnp.linalg.norm(v0)
+        return jax.lax.fori_loop(0, iterations, body, (v0, jnp.zeros((), P.dtype)))[1]
+
+    P = particles.positions
+    return float(power(P, jax.random.normal(as_key(key), P.shape, P.dtype)))
+
+
+def default_step(problem: Problem, particles: Particles, *, method: str = "gd", geometry=None) -> float:
+    """η = 1 / curvature at the initial particles (half the stability limit 2/L)."""
+    L = curvature(problem, particles, method=method, geometry=geometry)
+    if not math.isfinite(L) or L <= 0:
+        raise ValidationError(
+            f"could not estimate a default step (curvature {L} at the initial particles); pass step=")
+    return 1.0 / L
+
+
+def _validate(problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype):
+    if not isinstance(problem, Problem):
+        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
+    if not isinstance(particles, Particles):
+        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
+    check_choice("method", method, METHODS)
+    if particles.dim != problem.feature.dim:
+        raise ValidationError(
+            f"particles have dimension p={particles.dim} but the feature {problem.feature.name} has dim={problem.feature.dim}")
+    iterations = check_int("iterations", iterations, minimum=1)
+    if step is not None:
+        step = check_real("step", step, positive=True)
+    if method == "sgd":
+        if batch_size is None:
+            raise ValidationError("method='sgd' needs batch_size= (samples drawn per step)")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    elif batch_size is not None:
+        raise ValidationError(f"batch_size={batch_size} only applies to method='sgd', not {method!r}")
+    elif isinstance(problem.data, Sampler):
+        raise ValidationError(f"method={method!r} needs a fixed data set; a Sampler's population loss needs method='sgd'")
+    reg = problem.regularizer
+    if _uses_prox(problem, method) and not reg.has_prox:
+        raise ValidationError(
+            f"method={method!r} applies the prox of the regularizer, but {type(reg).__name__} has none; "
+            "give it a prox or use method='gd'")
+    if not _uses_prox(problem, method) and not reg.smooth:
+        raise ValidationError(
+            f"{type(reg).__name__} is non-smooth: method={method!r} would differentiate it; use method='fb'")
+    snapshots = check_int("snapshots", snapshots, minimum=0)
+    if history_every is None:
+        history_every = max(1, iterations // 1000)
+    history_every = min(check_int("history_every", history_every, minimum=1), iterations)
+    check_choice("dtype", str(jnp.dtype(dtype)) if not isinstance(dtype, str) else dtype, ("float32", "float64"))
+    return iterations, step, batch_size, snapshots, history_every
+
+
+def solve(problem: Problem, particles: Particles, method: str = "gd", step: float | None = None,
+          iterations: int = 1000, *, batch_size: int | None = None, key=0, geometry=None,
+          history_every: int | None = None, snapshots: int = 100, dtype="float64") -> Result:
+    """Run a particle solver from ``particles`` and return a :class:`Result` (NumPy arrays).
+
+    method         "gd", "fb" or "sgd"
+    step           η > 0; ``None`` picks 1 / curvature at the initial particles
+    iterations     number of steps
+    batch_size     samples per step ("sgd" only); drawn from the sampler, or with
+                   replacement from a Dataset, with ``key``
+    geometry       "euclidean" (default), "conic" or a :class:`~measureflow.geometry.Geometry`
+    history_every  objective recorded every k steps (default: ~1000 records)
+    snapshots      about how many log-spaced position snapshots to keep (0: none)
+    dtype          "float64" (default) or "float32"
+
+    Raises ValidationError/InputTypeError before any work on bad input, and
+    DivergenceError (with ``.iteration`` and ``.result``) if the run blows up.
+    """
+    iterations, step, batch_size, snapshots, history_every = _validate(
+        problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype)
+    geom = _geometry.get(geometry)
+    key = as_key(key)
+    dtype = jnp.dtype(dtype)
+    problem, particles = _cast(problem, dtype), particles.astype(dtype)
+    if step is None:
+        step = default_step(problem, particles, method=method, geometry=geom)
+    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom)
+    res = jax.tree_util.tree_map(np.asarray, _run_jit(problem, particles, jnp.asarray(step, dtype), key, config))
+    bad = int(res.diverged_at)
+    if bad >= 0:
+        raise DivergenceError(
+            f"{method} diverged at iteration {bad} of {iterations}: the objective or a position became "
+            f"non-finite (last finite objective {float(res.last_objective):.6g}). Try a smaller step "
+            f"(step={step:.4g}; e.g. step={step / 10:.4g}).",
+            iteration=bad, last_objective=float(res.last_objective), result=res)
+    return res

@@ -1,0 +1,81 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises :class:`~measureflow.errors.ValidationError` (or ``InputTypeError``)
+naming the argument, the offending value and what would be valid — before any compilation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable
+
+import numpy as np
+
+from .errors import InputTypeError, ValidationError
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_choice(name: str, value, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValidationError(f"{name}={_show(value)} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_int(name: str, value, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(f"{name} must be an integer, got {_show(value)} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{name}={value} is invalid: it must be >= {minimum}")
+    return value
+
+
+def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        try:  # 0-d arrays are fine
+            value = float(np.asarray(value).item()) if np.ndim(value) == 0 else value
+        except (TypeError, ValueError):
+            pass
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise InputTypeError(f"{name} must be a real number, got {_show(value)} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValidationError(f"{name}={value} is invalid: it must be finite")
+    if positive and value <= 0:
+        raise ValidationError(f"{name}={value} is invalid: it must be > 0")
+    if nonnegative and value < 0:
+        raise ValidationError(f"{name}={value} is invalid: it must be >= 0")
+    return value
+
+
+def check_array(name: str, value, *, ndim: int | None = None, shape: tuple | None = None,
+                finite: bool = True, dtype=np.float64) -> np.ndarray:
+    """Convert to a float NumPy array and check its rank, shape (``None`` entries are free)
+    and finiteness."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a type error here
+        raise InputTypeError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputTypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputTypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = arr.astype(dtype) if dtype is not None else arr
+    if ndim is not None and arr.ndim != ndim:
+        raise ValidationError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValidationError(f"{name} has shape {arr.shape}, expected {want}")
+    if finite and arr.size and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValidationError(
+            f"{name} contains non-finite values (first at index {tuple(int(i) for i in bad)}: "
+            f"{arr[tuple(bad)]}); remove or impute them")
+    return arr
