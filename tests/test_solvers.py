@@ -1,0 +1,171 @@
+"""Solvers: closed-form minimizers, monotone descent, mean-field invariance, divergence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import measureflow as mf
+from measureflow.features import Custom, Homogeneity
+
+
+def linear_problem(reg=None, n=60, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = X @ np.array([1.0, -2.0, 0.5])[:d] + 0.1 * rng.standard_normal(n)
+    feat = Custom(lambda th, x: th @ x, dim=d, input_dim=d)
+    return mf.Problem(feat, "square", reg, mf.data.Dataset(X, y)), X, y
+
+
+def tanh_problem(reg=None, loss="square", n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    y = np.tanh(X @ np.array([1.5, -1.0])) - 0.5 * np.tanh(X @ np.array([0.3, 1.2]) + 0.2)
+    feat = Custom(lambda th, x: th[0] * jnp.tanh(th[1:3] @ x + th[3]), dim=4, input_dim=2,
+                  homogeneity=Homogeneity.partial(1, 0))
+    return mf.Problem(feat, loss, reg, mf.data.Dataset(X, y))
+
+
+def test_gd_reaches_least_squares_minimum():
+    prob, X, y = linear_problem()
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    Fstar = 0.5 * np.mean((X @ beta - y) ** 2)
+    res = mf.solve(prob, mf.init.admissible(prob.feature, 5, key=1), "gd", iterations=3000)
+    assert res.objective - Fstar < 1e-8
+    mean = np.asarray(res.particles.weights) @ np.asarray(res.particles.positions)
+    np.testing.assert_allclose(mean, beta, atol=1e-6)
+
+
+def test_gd_reaches_ridge_minimum_particle_by_particle():
+    """With V = λ|θ|², F is strictly convex in the particles: each reaches the ridge solution
+    β = (XᵀX/n + 2λI)⁻¹ Xᵀy/n."""
+    lam = 0.05
+    prob, X, y = linear_problem(mf.L2(lam))
+    n = X.shape[0]
+    beta = np.linalg.solve(X.T @ X / n + 2 * lam * np.eye(3), X.T @ y / n)
+    Fstar = 0.5 * np.mean((X @ beta - y) ** 2) + lam * beta @ beta
+    res = mf.solve(prob, mf.init.admissible(prob.feature, 4, key=2), "gd", iterations=4000)
+    assert abs(res.objective - Fstar) < 1e-8
+    np.testing.assert_allclose(np.asarray(res.particles.positions), np.tile(beta, (4, 1)), atol=1e-6)
+
+
+def test_fb_reaches_lasso_minimum():
+    """1-D lasso: min_β ½ mean((βx − y)²) + λ|β| = soft-threshold(xᵀy/n, λ) / (xᵀx/n); in
+    particle form with φ = θ x and V = λ|θ| the same optimum is reached."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(80)
+    y = 0.7 * x + 0.3 * rng.standard_normal(80)
+    lam = 0.2
+    c, q = x @ y / 80, x @ x / 80
+    beta = np.sign(c) * max(abs(c) - lam, 0) / q
+    Fstar = 0.5 * np.mean((beta * x - y) ** 2) + lam * abs(beta)
+    feat = Custom(lambda th, xx: th[0] * xx[0], dim=1, input_dim=1, homogeneity=Homogeneity.partial(1, 0))
+    prob = mf.Problem(feat, "square", mf.L1(lam), mf.data.Dataset(x[:, None], y))
+    mu0 = mf.Particles(rng.uniform(0.1, 1.0, (6, 1)))
+    res = mf.solve(prob, mu0, "fb", iterations=2000)
+    assert abs(res.objective - Fstar) < 1e-10
+
+
+def test_gd_small_step_decreases_monotonically():
+    prob = tanh_problem(mf.L2(1e-3))
+    mu0 = mf.init.admissible(prob.feature, 20, key=0)
+    step = 0.2 * mf.default_step(prob, mu0)
+    res = mf.solve(prob, mu0, "gd", step=step, iterations=500, history_every=1)
+    h = res.history
+    assert np.all(np.diff(h) <= 1e-14 * np.abs(h[:-1]))
+    assert h[-1] < 0.5 * h[0]
+
+
+@pytest.mark.parametrize("method,reg,extra", [
+    ("gd", mf.L2(1e-2), {}),
+    ("fb", mf.L1(1e-2), {}),
+    ("sgd", mf.L2(1e-2), {"batch_size": 16, "key": 7}),
+    ("sgd", mf.L1(1e-2), {"batch_size": 16, "key": 7}),
+])
+def test_splitting_particles_leaves_the_flow_unchanged(method, reg, extra):
+    prob = tanh_problem(reg)
+    rng = np.random.default_rng(0)
+    mu0 = mf.Particles(rng.standard_normal((9, 4)), rng.uniform(0.5, 1.5, 9) / 9)
+    kw = dict(step=0.3, iterations=300, **extra)
+    a = mf.solve(prob, mu0, method, **kw)
+    b = mf.solve(prob, mu0.split(), method, **kw)
+    np.testing.assert_allclose(b.history, a.history, rtol=0, atol=1e-10)
+    Pa, Pb = np.asarray(a.particles.positions), np.asarray(b.particles.positions)
+    np.testing.assert_allclose(Pb[:9], Pa, atol=1e-10)
+    np.testing.assert_allclose(Pb[9:], Pa, atol=1e-10)
+    np.testing.assert_allclose(b.trajectory[:, :9], a.trajectory, atol=1e-10)
+
+
+def test_splitting_invariance_with_conic_geometry():
+    prob = tanh_problem(mf.L1(1e-2))
+    mu0 = mf.init.admissible(prob.feature, 8, key=3)
+    a = mf.solve(prob, mu0, "fb", step=0.2, iterations=200, geometry="conic")
+    b = mf.solve(prob, mu0.split(), "fb", step=0.2, iterations=200, geometry="conic")
+    np.testing.assert_allclose(b.history, a.history, atol=1e-10)
+
+
+def test_sgd_on_a_sampler_uses_fresh_batches_and_converges():
+    w1 = jnp.asarray([1.0, -1.0])
+
+    def draw(key, n, params):
+        X = jax.random.normal(key, (n, 2))
+        return X, jnp.tanh(X @ params)
+
+    data = mf.data.Sampler(draw, input_dim=2, params=w1, eval_size=4000)
+    feat = Custom(lambda th, x: th[0] * jnp.tanh(th[1:] @ x), dim=3, input_dim=2,
+                  homogeneity=Homogeneity.partial(1, 0))
+    prob = mf.Problem(feat, "square", None, data)
+    mu0 = mf.init.admissible(feat, 20, key=1)
+    res = mf.solve(prob, mu0, "sgd", step=0.5, iterations=3000, batch_size=32, key=4)
+    assert res.history[-1] < 0.02 * res.history[0]
+    again = mf.solve(prob, mu0, "sgd", step=0.5, iterations=3000, batch_size=32, key=4)
+    np.testing.assert_array_equal(again.history, res.history)   # same key → same run
+    other = mf.solve(prob, mu0, "sgd", step=0.5, iterations=3000, batch_size=32, key=5)
+    assert not np.array_equal(other.history, res.history)
+
+
+def test_result_records_history_and_log_spaced_trajectory():
+    prob, _, _ = linear_problem()
+    mu0 = mf.init.admissible(prob.feature, 3, key=0)
+    res = mf.solve(prob, mu0, "gd", step=0.1, iterations=2000, history_every=10)
+    assert res.history.shape == (201,) and res.history_iterations[-1] == 2000
+    it = res.trajectory_iterations
+    assert res.trajectory.shape == (len(it), 3, 3) and 90 <= len(it) <= 110
+    assert it[0] == 0 and it[-1] == 2000 and np.all(np.diff(it) > 0)
+    np.testing.assert_array_equal(res.trajectory[0], np.asarray(mu0.positions))
+    np.testing.assert_array_equal(res.trajectory[-1], np.asarray(res.particles.positions))
+    # the snapshot at iteration t equals a run of t iterations
+    t = int(it[len(it) // 2])
+    short = mf.solve(prob, mu0, "gd", step=0.1, iterations=t)
+    np.testing.assert_allclose(res.trajectory[len(it) // 2], short.particles.positions, atol=1e-13)
+
+
+def test_float32_on_request():
+    prob = tanh_problem()
+    mu0 = mf.init.admissible(prob.feature, 10, key=0)
+    r32 = mf.solve(prob, mu0, "gd", step=0.5, iterations=200, dtype="float32")
+    r64 = mf.solve(prob, mu0, "gd", step=0.5, iterations=200)
+    assert r32.particles.positions.dtype == np.float32 and r64.particles.positions.dtype == np.float64
+    np.testing.assert_allclose(r32.history, r64.history, rtol=1e-4)
+
+
+def test_divergence_stops_and_names_the_iteration():
+    prob, _, _ = linear_problem()
+    mu0 = mf.init.admissible(prob.feature, 3, key=0)
+    with pytest.raises(mf.DivergenceError, match=r"diverged at iteration \d+") as info:
+        mf.solve(prob, mu0, "gd", step=50.0, iterations=10_000)
+    err = info.value
+    assert 0 < err.iteration < 1000 and np.isfinite(err.last_objective)
+    assert np.all(np.isfinite(err.result.particles.positions))
+    assert "smaller step" in str(err)
+
+
+def test_default_step_is_stable_and_close_to_the_limit():
+    """For a quadratic F the stability limit is 2/L exactly: default = 1/L converges and
+    3/L diverges."""
+    prob, _, _ = linear_problem()
+    mu0 = mf.init.admissible(prob.feature, 4, key=0)
+    step = mf.default_step(prob, mu0)
+    mf.solve(prob, mu0, "gd", iterations=500)
+    with pytest.raises(mf.DivergenceError):
+        mf.solve(prob, mu0, "gd", step=3 * step, iterations=5000)
