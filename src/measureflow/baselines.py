@@ -1,0 +1,166 @@
+"""The convex random-features baseline: positions frozen at μ0, only the weight coordinate
+optimized, to optimality.
+
+For a feature linear in its weight coordinate a (φ(θ) = a·ψ(θ̃, x)), with masses w_i,
+
+    min_a  Σ_j s_j ℓ((A a)_j, y_j) + Σ_i w_i V(θ̃_i, a_i),     A_ji = w_i ψ(θ̃_i, x_j),
+
+a convex problem: solved in closed form (square loss, V = 0 or λ|θ|²), by FISTA with a
+KKT stopping test (V = λ|a|), or by L-BFGS (logistic loss, smooth V).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+from .errors import ValidationError
+from .particles import Particles
+from .problem import Problem
+from .regularizers import L1, L2, NoRegularizer
+from .validation import check_int, check_real
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineResult:
+    """particles: μ0's positions with optimized weights; objective: F at them;
+    optimality: the KKT residual (max-norm of the minimal-norm subgradient, scaled by
+    1/w_i as the particle gradient is); solver: which method ran."""
+
+    particles: Particles
+    objective: float
+    optimality: float
+    iterations: int
+    solver: str
+
+
+def design_matrix(problem: Problem, particles: Particles) -> np.ndarray:
+    """A (n, m) with A_ji = w_i ψ(θ̃_i, x_j), ψ the feature at unit weight coordinate."""
+    feat = problem.feature
+    c = feat.weight_index
+    if c is None:
+        raise ValidationError(f"the random-features baseline optimizes the weight coordinate, but {feat.name} declares none")
+    X = problem.data.evaluation_set().X
+    P = particles.positions
+    Phi1 = feat.matrix(P.at[:, c].set(1.0), X)
+    Phi2 = feat.matrix(P.at[:, c].set(2.0), X)
+    if not np.allclose(np.asarray(Phi2), 2 * np.asarray(Phi1), rtol=1e-9, atol=1e-12):
+        raise ValidationError(f"{feat.name} is not linear in its weight coordinate {c}; the random-features baseline needs it")
+    return np.asarray(Phi1).T * np.asarray(particles.weights)[None, :]
+
+
+def _with_weights(particles: Particles, c: int, a) -> Particles:
+    return Particles.unchecked(particles.positions.at[:, c].set(jnp.asarray(a)), particles.weights)
+
+
+def _particle_grad(problem, particles):
+    return np.asarray(problem.first_variation_grad(particles, particles.positions, smooth_only=True))
+
+
+def random_features(problem: Problem, particles: Particles, *, tol: float = 1e-10,
+                    max_iterations: int = 100_000) -> BaselineResult:
+    """Optimize the weight coordinate of ``particles`` with positions frozen (see module doc)."""
+    tol = check_real("tol", tol, positive=True)
+    max_iterations = check_int("max_iterations", max_iterations, minimum=1)
+    c = problem.feature.weight_index
+    A = design_matrix(problem, particles)
+    data = problem.data.evaluation_set()
+    s, y = np.asarray(data.sample_weights), np.asarray(data.y)
+    w = np.asarray(particles.weights)
+    reg = problem.regularizer
+    square = problem.loss.name == "square"
+
+    if square and isinstance(reg, (NoRegularizer, L2)):
+        lam = reg.lam if isinstance(reg, L2) else 0.0
+        G = A.T @ (s[:, None] * A) + np.diag(2 * lam * w)
+        rhs = A.T @ (s * y)
+        a, *_ = np.linalg.lstsq(G, rhs, rcond=None) if lam == 0 else (np.linalg.solve(G, rhs),)
+        solver, its = "normal equations", 1
+    elif isinstance(reg, L1):
+        a, its = _fista(problem, particles, A, s, y, w, reg.lam, tol, max_iterations)
+        solver = "FISTA"
+    elif reg.smooth:
+        a, its = _lbfgs(problem, particles, c, tol, max_iterations)
+        solver = "L-BFGS"
+    else:
+        raise ValidationError(f"no random-features solver for the regularizer {type(reg).__name__}")
+    out = _with_weights(particles, c, a)
+    return BaselineResult(out, float(problem.objective(out)), _kkt(problem, out, c), its, solver)
+
+
+def _kkt(problem, particles, c) -> float:
+    """max_i dist(0, ∂_{a_i} F'(μ)(θ_i)): the mean-field optimality residual in a."""
+    g = _particle_grad(problem, particles)[:, c]
+    reg = problem.regularizer
+    a = np.asarray(particles.positions[:, c])
+    if isinstance(reg, L1):
+        sub = np.where(a != 0, g + reg.lam * np.sign(a), np.maximum(np.abs(g) - reg.lam, 0.0))
+        return float(np.max(np.abs(sub)))
+    if not reg.smooth:
+        return float("nan")
+    gv = np.asarray(jax.vmap(jax.grad(reg.value))(particles.positions))[:, c]
+    return float(np.max(np.abs(g + gv)))
+
+
+def _fista(problem, particles, A, s, y, w, lam, tol, max_iterations):
+    """FISTA on the mean-field scaled variable: gradient (1/w_i) ∂/∂a_i, prox λ|a_i|."""
+    c = problem.feature.weight_index
+    smooth_curv = 1.0 if problem.loss.name == "square" else 0.25
+    # curvature of a ↦ R(Aa) in the metric diag(w): λmax(W^{-1/2} Aᵀ S A W^{-1/2}) ℓ''max
+    B = A * np.sqrt(s)[:, None] / np.sqrt(w)[None, :]
+    L = smooth_curv * np.linalg.norm(B, 2) ** 2
+    eta = 1.0 / max(L, 1e-300)
+
+    if problem.loss.name == "square":   # plain NumPy: cheaper than a dispatch per step
+        AtS, Aty = A.T * s[None, :], A.T @ (s * y)
+        G = AtS @ A
+
+        def grad(a):
+            return (G @ a - Aty) / w
+    else:
+        jgrad = jax.jit(lambda a: problem.first_variation_grad(
+            _with_weights(particles, c, a), particles.positions, smooth_only=True)[:, c])
+
+        def grad(a):
+            return np.asarray(jgrad(jnp.asarray(a)))
+
+    def soft(v, t):
+        return np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
+
+    a = np.asarray(particles.positions[:, c], dtype=float)
+    z, t = a.copy(), 1.0
+    for it in range(1, max_iterations + 1):
+        a_new = soft(z - eta * grad(z), eta * lam)
+        if (z - a_new) @ (a_new - a) > 0:   # adaptive restart (O'Donoghue & Candès)
+            t = 1.0
+        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        z = a_new + (t - 1) / t_new * (a_new - a)
+        a, t = a_new, t_new
+        if it % 20 == 0:
+            g = grad(a)
+            sub = np.where(a != 0, g + lam * np.sign(a), np.maximum(np.abs(g) - lam, 0.0))
+            if np.max(np.abs(sub)) < tol:
+                break
+    return a, it
+
+
+def _lbfgs(problem, particles, c, tol, max_iterations):
+    w = np.asarray(particles.weights)
+
+    @jax.jit
+    def fun(a):
+        return jax.value_and_grad(lambda b: problem.objective(_with_weights(particles, c, b)))(a)
+
+    def f(a):
+        v, g = fun(jnp.asarray(a))
+        return float(v), np.asarray(g)
+
+    a0 = np.asarray(particles.positions[:, c], dtype=float)
+    # the stopping test is on the mean-field gradient (1/w_i)∂F/∂a_i: scale gtol by min w
+    res = scipy.optimize.minimize(f, a0, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": max_iterations, "gtol": tol * w.min(), "ftol": 0.0})
+    return res.x, int(res.nit)
