@@ -17,13 +17,15 @@ def linear_problem(reg=None, n=60, d=3, seed=0):
     return mf.Problem(feat, "square", reg, mf.data.Dataset(X, y)), X, y
 
 
+TANH_UNIT = Custom(lambda th, x: th[0] * jnp.tanh(th[1:3] @ x + th[3]), dim=4, input_dim=2,
+                   homogeneity=Homogeneity.partial(1, 0))
+
+
 def tanh_problem(reg=None, loss="square", n=50, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 2))
     y = np.tanh(X @ np.array([1.5, -1.0])) - 0.5 * np.tanh(X @ np.array([0.3, 1.2]) + 0.2)
-    feat = Custom(lambda th, x: th[0] * jnp.tanh(th[1:3] @ x + th[3]), dim=4, input_dim=2,
-                  homogeneity=Homogeneity.partial(1, 0))
-    return mf.Problem(feat, loss, reg, mf.data.Dataset(X, y))
+    return mf.Problem(TANH_UNIT, loss, reg, mf.data.Dataset(X, y))
 
 
 def test_gd_reaches_least_squares_minimum():
@@ -169,3 +171,27 @@ def test_default_step_is_stable_and_close_to_the_limit():
     mf.solve(prob, mu0, "gd", iterations=500)
     with pytest.raises(mf.DivergenceError):
         mf.solve(prob, mu0, "gd", step=3 * step, iterations=5000)
+
+
+def test_solve_batch_equals_one_by_one_with_padding():
+    """Seeds batched by vmap, sizes padded with massless particles: same numbers as solve."""
+    prob = tanh_problem(mf.L2(1e-3))
+    inits = [mf.init.admissible(prob.feature, m, key=k) for k, m in [(0, 5), (1, 12), (2, 9)]]
+    batch = mf.solve_batch(prob, inits, "gd", step=0.3, iterations=200, snapshots=10)
+    for mu0, res in zip(inits, batch):
+        one = mf.solve(prob, mu0, "gd", step=0.3, iterations=200, snapshots=10)
+        np.testing.assert_allclose(res.history, one.history, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(res.particles.positions, one.particles.positions, atol=1e-12)
+        assert res.trajectory.shape == one.trajectory.shape and res.diverged_at == -1
+    # one of several runs diverging does not stop the others
+    batch = mf.solve_batch(prob, inits[:2], "gd", step=[0.3, 1e4], iterations=100)
+    assert batch[0].diverged_at == -1 and batch[1].diverged_at >= 0
+
+
+def test_solve_batch_over_problems_with_sgd():
+    probs = [tanh_problem(mf.L2(1e-3), seed=s) for s in range(3)]
+    inits = [mf.init.admissible(p.feature, 6, key=s) for s, p in enumerate(probs)]
+    batch = mf.solve_batch(probs, inits, "sgd", step=0.2, iterations=150, batch_size=8, keys=[3, 4, 5])
+    for p, mu0, k, res in zip(probs, inits, [3, 4, 5], batch):
+        one = mf.solve(p, mu0, "sgd", step=0.2, iterations=150, batch_size=8, key=k)
+        np.testing.assert_allclose(res.history, one.history, rtol=1e-12)

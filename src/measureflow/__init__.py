@@ -20,10 +20,10 @@ from .errors import (  # noqa: E402
 from .particles import Particles  # noqa: E402
 from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
-from .solvers import Result, default_step, run, solve  # noqa: E402
+from .solvers import Result, default_step, run, solve, solve_batch  # noqa: E402
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
-    "Problem", "Particles", "Result", "solve", "run", "default_step", "L1", "L2",
+    "Problem", "Particles", "Result", "solve", "solve_batch", "run", "default_step", "L1", "L2",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]

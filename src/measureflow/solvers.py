@@ -105,7 +105,8 @@ def _uses_prox(problem: Problem, method: str) -> bool:
 def run(problem: Problem, particles: Particles, step, key, config: RunConfig) -> Result:
     """The pure, jittable, vmappable run. ``solve`` validates, picks defaults and raises on
     divergence; use ``run`` directly to ``vmap`` over seeds or initializations."""
-    feature, reg, geom = problem.feature, problem.regularizer, config.geometry
+    feature, reg = problem.feature, problem.regularizer
+    geom = config.geometry.resolve(problem)  # binds data-dependent metric constants (traced)
     w = particles.weights
     prox = _uses_prox(problem, config.method)
     T, k = config.iterations, config.history_every
@@ -185,7 +186,7 @@ def curvature(problem: Problem, particles: Particles, *, method: str = "gd", geo
               iterations: int = 30, key=0) -> float:
     """Largest |eigenvalue| of G W⁻¹ ∇²F_smooth at the particles (power iteration on
     Hessian-vector products): the step must stay below 2 / curvature for stability."""
-    geom = _geometry.get(geometry)
+    geom = _geometry.get(geometry, problem.feature).resolve(problem)
     prox = _uses_prox(problem, method)
     w = particles.weights
 
@@ -208,8 +209,15 @@ def curvature(problem: Problem, particles: Particles, *, method: str = "gd", geo
 
 
 def default_step(problem: Problem, particles: Particles, *, method: str = "gd", geometry=None) -> float:
-    """η = 1 / curvature at the initial particles (half the stability limit 2/L)."""
+    """η = 1 / L (half the stability limit 2/L), L = the larger of the curvature at the
+    initial particles and the geometry's bound over the whole run, when it has one
+    (``Geometry.curvature_bound``: at μ0 some curvature may be invisible, e.g. along the
+    positions of zero-weight particles)."""
     L = curvature(problem, particles, method=method, geometry=geometry)
+    bound = _geometry.get(geometry, problem.feature).curvature_bound(
+        problem, particles, smooth_only=_uses_prox(problem, method))
+    if bound is not None and math.isfinite(L):
+        L = max(L, bound)
     if not math.isfinite(L) or L <= 0:
         raise ValidationError(
             f"could not estimate a default step (curvature {L} at the initial particles); pass step=")
@@ -252,6 +260,32 @@ def _validate(problem, particles, method, step, iterations, batch_size, snapshot
     return iterations, step, batch_size, snapshots, history_every
 
 
+def _prepare(problem, particles, method, step, iterations, batch_size, key, geometry, history_every,
+             snapshots, dtype):
+    """Validate, cast and fill in defaults: (problem, particles, step, key, config)."""
+    iterations, step, batch_size, snapshots, history_every = _validate(
+        problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype)
+    geom = _geometry.get(geometry)
+    key = as_key(key)
+    dtype = jnp.dtype(dtype)
+    problem, particles = _cast(problem, dtype), particles.astype(dtype)
+    if step is None:
+        step = default_step(problem, particles, method=method, geometry=geom)
+    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom)
+    return problem, particles, step, key, config
+
+
+def _divergence(res: Result, step: float) -> DivergenceError | None:
+    bad = int(res.diverged_at)
+    if bad < 0:
+        return None
+    return DivergenceError(
+        f"{res.method} diverged at iteration {bad} of {res.iterations}: the objective or a position became "
+        f"non-finite (last finite objective {float(res.last_objective):.6g}). Try a smaller step "
+        f"(step={step:.4g}; e.g. step={step / 10:.4g}).",
+        iteration=bad, last_objective=float(res.last_objective), result=res)
+
+
 def solve(problem: Problem, particles: Particles, method: str = "gd", step: float | None = None,
           iterations: int = 1000, *, batch_size: int | None = None, key=0, geometry=None,
           history_every: int | None = None, snapshots: int = 100, dtype="float64") -> Result:
@@ -270,21 +304,74 @@ def solve(problem: Problem, particles: Particles, method: str = "gd", step: floa
     Raises ValidationError/InputTypeError before any work on bad input, and
     DivergenceError (with ``.iteration`` and ``.result``) if the run blows up.
     """
-    iterations, step, batch_size, snapshots, history_every = _validate(
-        problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype)
-    geom = _geometry.get(geometry)
-    key = as_key(key)
-    dtype = jnp.dtype(dtype)
-    problem, particles = _cast(problem, dtype), particles.astype(dtype)
-    if step is None:
-        step = default_step(problem, particles, method=method, geometry=geom)
-    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom)
-    res = jax.tree_util.tree_map(np.asarray, _run_jit(problem, particles, jnp.asarray(step, dtype), key, config))
-    bad = int(res.diverged_at)
-    if bad >= 0:
-        raise DivergenceError(
-            f"{method} diverged at iteration {bad} of {iterations}: the objective or a position became "
-            f"non-finite (last finite objective {float(res.last_objective):.6g}). Try a smaller step "
-            f"(step={step:.4g}; e.g. step={step / 10:.4g}).",
-            iteration=bad, last_objective=float(res.last_objective), result=res)
+    problem, particles, step, key, config = _prepare(
+        problem, particles, method, step, iterations, batch_size, key, geometry, history_every, snapshots, dtype)
+    res = jax.tree_util.tree_map(np.asarray, _run_jit(problem, particles, jnp.asarray(step, particles.positions.dtype),
+                                                      key, config))
+    err = _divergence(res, step)
+    if err is not None:
+        raise err
     return res
+
+
+def _run_many(problems, particles, steps, keys, config, shared_problem):
+    one = lambda pr, pa, st, k: run(pr, pa, st, k, config)  # noqa: E731
+    return jax.vmap(one, in_axes=(None if shared_problem else 0, 0, 0, 0))(problems, particles, steps, keys)
+
+
+_run_many_jit = jax.jit(_run_many, static_argnames=("config", "shared_problem"))
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def solve_batch(problems, particles, method: str = "gd", step=None, iterations: int = 1000, *,
+                batch_size: int | None = None, keys=None, geometry=None, history_every: int | None = None,
+                snapshots: int = 0, dtype="float64") -> list[Result]:
+    """Many runs as one compiled, vmapped program; returns one :class:`Result` per run.
+
+    problems   a Problem shared by all runs, or a sequence of Problems of identical
+               structure (e.g. teachers drawn with different seeds)
+    particles  a sequence of Particles; they may differ in m: the smaller ones are padded
+               with massless copies of their first particle, which change neither f_μ nor
+               F nor (by the mean-field invariance) the other particles' flow
+    step       None (each run's default), a float, or one per run
+    keys       one seed or key per run ("sgd"); default 0, 1, 2, ...
+
+    A diverging run does not stop the others: its Result has ``diverged_at >= 0``.
+    """
+    particles = list(particles)
+    shared = isinstance(problems, Problem)
+    problems_list = [problems] * len(particles) if shared else list(problems)
+    if not particles:
+        raise ValidationError("solve_batch needs at least one set of particles")
+    if len(problems_list) != len(particles):
+        raise ValidationError(f"{len(problems_list)} problems for {len(particles)} particle sets")
+    steps = [step] * len(particles) if step is None or np.ndim(step) == 0 else list(step)
+    keys = list(range(len(particles))) if keys is None else list(keys)
+    if len(steps) != len(particles) or len(keys) != len(particles):
+        raise ValidationError(f"step and keys need one entry per run ({len(particles)})")
+    prepared = [_prepare(pr, pa, method, st, iterations, batch_size, k, geometry, history_every, snapshots, dtype)
+                for pr, pa, st, k in zip(problems_list, particles, steps, keys)]
+    config = prepared[0][4]
+    m_max = max(p.m for p in particles)
+    padded = []
+    for _, pa, *_ in prepared:
+        pad = m_max - pa.m
+        padded.append(Particles.unchecked(
+            jnp.concatenate([pa.positions, jnp.repeat(pa.positions[:1], pad, axis=0)]),
+            jnp.concatenate([pa.weights, jnp.zeros(pad, pa.weights.dtype)])))
+    dt = padded[0].positions.dtype
+    out = _run_many_jit(prepared[0][0] if shared else _stack([p[0] for p in prepared]), _stack(padded),
+                        jnp.asarray([p[2] for p in prepared], dt), jnp.stack([p[3] for p in prepared]),
+                        config, shared)
+    out = jax.tree_util.tree_map(np.asarray, out)
+    results = []
+    for b, pa in enumerate(particles):
+        r = jax.tree_util.tree_map(lambda a: a[b], out)
+        m = pa.m
+        results.append(dataclasses.replace(
+            r, particles=Particles.unchecked(r.particles.positions[:m], r.particles.weights[:m]),
+            trajectory=r.trajectory[:, :m]))
+    return results
