@@ -1,0 +1,564 @@
+"""Sweeps: a base run configuration × grid axes, run on worker processes or a Dask
+cluster, every finished run kept in a :class:`~measureflow.store.Store`.
+
+Spec (YAML or TOML)::
+
+    name: quick                 # optional (default: the file name)
+    task: custom_teacher        # a registered task (experiments.tasks)
+    imports: [my_tasks]         # optional: modules that register more tasks
+    retries: 1                  # optional: extra attempts after a worker process dies
+    base: {iterations: 2000, n: 200}
+    grid:                       # Cartesian product of the axes ("a.b" sets a nested key);
+      m: [4, 16, 64]            # a list of such mappings is the union of their products
+      seed: [0, 1, 2]
+
+Each run is identified by ``run_id`` = a hash of the canonical JSON of (task, validated
+configuration with defaults filled in): rerunning a sweep skips the runs already in the
+store and redoes the others, so a crash costs only the runs in flight. Only the client
+process writes the store; workers return (metrics, arrays) and never touch it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import copy
+import dataclasses
+import functools
+import hashlib
+import importlib
+import itertools
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import threading
+import time
+import tomllib
+import traceback as _traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._version import __version__
+from ..errors import InputTypeError, ValidationError
+from ..store import RunRecord, Store, canonical_json
+from . import tasks as _tasks
+from .tasks import describe_pydantic_error, get_task
+
+__all__ = ["SweepSpec", "Run", "SweepSummary", "load_spec", "expand", "run_id", "run_sweep", "execute_run"]
+
+
+class SweepSpec(BaseModel):
+    """A sweep: ``task``, ``base`` configuration, ``grid`` axes (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    task: str
+    name: str = "sweep"
+    imports: list[str] = Field(default_factory=list)
+    retries: int = Field(default=1, ge=0)
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: Any = Field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of a sweep: its id, task name and validated configuration."""
+
+    run_id: str
+    task: str
+    config: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSummary:
+    """What a call to :func:`run_sweep` did: runs in the sweep, skipped (already in the
+    store), newly ``done`` / ``failed``, and its wall time in seconds."""
+
+    total: int
+    skipped: int
+    done: int
+    failed: int
+    wall_time: float
+    out: Path
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.skipped - self.done - self.failed
+
+
+# ---------------------------------------------------------------------------------------
+# Specs and grids
+# ---------------------------------------------------------------------------------------
+
+def load_spec(spec) -> SweepSpec:
+    """A validated :class:`SweepSpec` from a YAML/TOML file, a dict or a SweepSpec.
+    Errors name the file and the key path (``grid.m``, ``base.step``...)."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    source = "sweep spec"
+    name = None
+    if isinstance(spec, (str, os.PathLike)):
+        path = Path(spec)
+        source, name = str(path), path.stem
+        if not path.is_file():
+            raise ValidationError(f"sweep spec {path} does not exist")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() == ".toml":
+                data = tomllib.loads(text)
+            elif path.suffix.lower() in (".yaml", ".yml"):
+                data = yaml.safe_load(text)
+            else:
+                raise ValidationError(f"sweep spec {path}: unknown format {path.suffix!r} (use .yaml, .yml or .toml)")
+        except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+            raise ValidationError(f"{source}: not valid {path.suffix.lstrip('.').upper()}: {exc}") from None
+    else:
+        data = spec
+    if not isinstance(data, dict):
+        raise ValidationError(f"{source}: the top level must be a mapping of keys (task, base, grid...), "
+                              f"got {type(data).__name__}")
+    if name is not None and "name" not in data:
+        data = {**data, "name": name}
+    try:
+        parsed = SweepSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        extra = ""
+        if any(e["type"] == "extra_forbidden" for e in exc.errors()):
+            extra = f" (valid keys: {', '.join(SweepSpec.model_fields)})"
+        raise ValidationError(f"{source}: {describe_pydantic_error(exc)}{extra}") from None
+    grids = _normalize_grid(parsed.grid, source)
+    return parsed.model_copy(update={"grid": grids})
+
+
+def _normalize_grid(grid, source) -> tuple:
+    """``grid`` as a tuple of {axis: values} mappings, checked key by key."""
+    single = isinstance(grid, dict)
+    if not single and not isinstance(grid, (list, tuple)):
+        raise ValidationError(f"{source}: grid must be a mapping of axis -> list of values, or a list of "
+                              f"such mappings, got {type(grid).__name__}")
+    out = []
+    for i, g in enumerate([grid] if single else grid):
+        where = "grid" if single else f"grid[{i}]"
+        if not isinstance(g, dict):
+            raise ValidationError(f"{source}: {where} must be a mapping of axis -> list of values, got {g!r}")
+        for axis, values in g.items():
+            if not isinstance(axis, str) or not axis or any(not p for p in axis.split(".")):
+                raise ValidationError(f"{source}: {where} has an invalid axis name {axis!r}")
+            if not isinstance(values, (list, tuple)) or len(values) == 0:
+                raise ValidationError(f"{source}: {where}.{axis} must be a non-empty list of values, got {values!r}")
+        out.append({k: list(v) for k, v in g.items()})
+    return tuple(out)
+
+
+def run_id(task: str, config: dict) -> str:
+    """Stable id of a run: the first 16 hex digits of the SHA-256 of the canonical JSON
+    of {"task": task, "config": config} (keys sorted, no whitespace)."""
+    text = canonical_json({"task": task, "config": config})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _set_path(cfg: dict, dotted: str, value):
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for p in parents:
+        child = node.get(p)
+        if not isinstance(child, dict):
+            child = {} if child is None else child
+            if not isinstance(child, dict):
+                raise ValidationError(f"grid axis {dotted!r}: {p!r} is not a mapping in the base configuration")
+            node[p] = child
+        node = child
+    node[leaf] = value
+
+
+def expand(spec) -> list[Run]:
+    """All runs of a sweep, in grid order, duplicates removed. Every configuration is
+    validated by its task first: the error names the run and the key (``base.x`` or
+    ``grid.x``)."""
+    spec = load_spec(spec)
+    _import_modules(spec.imports)
+    task = get_task(spec.task)
+    runs, seen = [], set()
+    for gi, grid in enumerate(spec.grid or ({},)):
+        axes = list(grid)
+        gname = "grid" if len(spec.grid) <= 1 else f"grid[{gi}]"
+        for values in itertools.product(*(grid[a] for a in axes)):
+            cfg = copy.deepcopy(spec.base)
+            for axis, value in zip(axes, values):
+                _set_path(cfg, axis, copy.deepcopy(value))
+            point = dict(zip(axes, values))
+
+            def locate(loc, axes=axes, gname=gname):
+                dotted = ".".join(str(p) for p in loc)
+                for a in axes:
+                    if dotted == a or dotted.startswith(a + "."):
+                        return f"{gname}.{dotted}"
+                return f"base.{dotted}" if dotted else "base"
+
+            try:
+                valid = task.validate(cfg, locate=locate)
+            except ValidationError as exc:
+                at = f" at {_show_point(point)}" if point else ""
+                raise ValidationError(f"sweep {spec.name!r}{at}: {exc}") from None
+            rid = run_id(task.name, valid)
+            if rid not in seen:
+                seen.add(rid)
+                runs.append(Run(rid, task.name, valid))
+    return runs
+
+
+def _show_point(point: dict) -> str:
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in point.items()) + "}"
+
+
+def _import_modules(modules) -> None:
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise ValidationError(f"imports: cannot import {mod!r} ({exc}); it must be importable on the "
+                                  "client and on every worker (installed, or on PYTHONPATH)") from None
+
+
+# ---------------------------------------------------------------------------------------
+# The worker side
+# ---------------------------------------------------------------------------------------
+
+def _versions() -> dict:
+    import jax
+    import numpy as np
+
+    return {"measureflow": __version__, "jax": jax.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def execute_run(task: str, config: dict, imports: tuple = (), cache_dir: str | None = None) -> dict:
+    """Run one task in the current (worker) process and return its outcome as a dict:
+    ``status`` ("done"/"failed"), ``metrics``, ``arrays``, ``error``, ``traceback``, times,
+    ``versions``, ``worker``. A task's exception becomes a failed outcome; nothing is
+    written here. Importing this module imports measureflow (float64 on).
+
+    ``cache_dir``: JAX's persistent compilation cache for this worker (shared by the
+    workers of a sweep, so each shape is compiled once, not once per worker), unless the
+    process already set one."""
+    started = time.time()
+    t0 = time.perf_counter()
+    out = {"status": "done", "metrics": {}, "arrays": {}, "error": None, "traceback": None}
+    try:
+        _use_compile_cache(cache_dir)
+        _import_modules(imports)
+        out["metrics"], out["arrays"] = _tasks.run_task(task, config)
+    except Exception as exc:  # noqa: BLE001 - a failing run is data, recorded as failed
+        out.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=_traceback.format_exc(),
+                   metrics={}, arrays={})
+    out.update(started_at=started, finished_at=time.time(), duration_s=time.perf_counter() - t0,
+               versions=_versions(), worker=f"{socket.gethostname()}:{os.getpid()}")
+    return out
+
+
+_CACHE_SET = False
+
+
+def _use_compile_cache(cache_dir: str | None) -> None:
+    global _CACHE_SET
+    if cache_dir is None or _CACHE_SET:
+        return
+    _CACHE_SET = True
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:  # the user's own choice wins
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir))
+    # The compiled loops of small runs take well under JAX's default 1 s threshold.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _init_local_worker(parent_pid: int, imports: tuple) -> None:
+    """Process-pool worker setup: Ctrl-C is the client's business, and a worker exits by
+    itself when its client dies (even by SIGKILL), instead of running on as an orphan."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="measureflow-parent-watch", daemon=True).start()
+    try:
+        _import_modules(imports)
+    except ValidationError:
+        pass  # reported per run by execute_run
+
+
+# ---------------------------------------------------------------------------------------
+# The client side
+# ---------------------------------------------------------------------------------------
+
+class _Recorder:
+    """Writes outcomes to the store and keeps the progress display current."""
+
+    def __init__(self, store: Store, spec: SweepSpec, runs: dict, progress):
+        self.store, self.spec, self.runs, self.progress = store, spec, runs, progress
+        self.done = self.failed = 0
+
+    def __call__(self, rid: str, outcome: dict):
+        run = self.runs[rid]
+        self.store.record(RunRecord(
+            run_id=rid, task=run.task, config=run.config, status=outcome["status"],
+            metrics=outcome.get("metrics") or {}, error=outcome.get("error"),
+            traceback=outcome.get("traceback"), seed=_seed_of(run.config),
+            started_at=outcome.get("started_at"), finished_at=outcome.get("finished_at"),
+            duration_s=outcome.get("duration_s"), versions=outcome.get("versions") or {},
+            worker=outcome.get("worker"), sweep=self.spec.name), outcome.get("arrays") or {})
+        if outcome["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        self.progress(self.done, self.failed)
+
+
+def _seed_of(config: dict):
+    seed = config.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _infra_failure(message: str) -> dict:
+    now = time.time()
+    return {"status": "failed", "error": message, "traceback": None, "started_at": None,
+            "finished_at": now, "duration_s": None, "versions": {}, "worker": None}
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _run_serial(pending: list[Run], job, record):
+    for run in pending:
+        record(run.run_id, job(run.task, run.config))
+
+
+def _run_processes(pending: list[Run], job, record, workers: int, retries: int):
+    """Fresh "spawn" worker processes (each imports measureflow anew: float64, no forked
+    JAX state). A worker that dies (killed, out of memory, crashed) breaks the pool; the
+    runs that were in flight are then redone one at a time in a single-worker pool, so
+    that only the run that kills its worker is charged: it gets ``max(retries, 1)`` more
+    attempts and is then recorded as failed."""
+    queue = list(pending)
+    while queue:
+        suspects = []
+        with _pool(workers, job) as pool:
+            futures: dict[cf.Future, Run] = {}
+            while queue or futures:
+                # A small window (one queued run per worker) keeps the suspects of a crash
+                # few and Ctrl-C cheap.
+                while queue and len(futures) < workers + 1:
+                    run = queue.pop(0)
+                    futures[pool.submit(job, run.task, run.config)] = run
+                finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                if any(isinstance(f.exception(), cf.process.BrokenProcessPool) for f in finished):
+                    for fut, run in futures.items():
+                        if fut.done() and fut.exception() is None:
+                            record(run.run_id, fut.result())
+                        else:
+                            suspects.append(run)
+                    break
+                for fut in finished:
+                    record(futures.pop(fut).run_id, fut.result())
+        if suspects:
+            _isolate(suspects, job, record, max(retries, 1))
+
+
+def _isolate(suspects: list[Run], job, record, attempts: int):
+    """Run each suspect of a pool crash alone; a run whose worker dies ``attempts`` times
+    is recorded as failed."""
+    queue = [(run, 0) for run in suspects]
+    while queue:
+        with _pool(1, job) as pool:
+            while queue:
+                run, tries = queue[0]
+                fut = pool.submit(job, run.task, run.config)
+                try:
+                    outcome = fut.result()
+                except cf.process.BrokenProcessPool:
+                    queue.pop(0)
+                    if tries + 1 >= attempts:
+                        record(run.run_id, _infra_failure(
+                            f"WorkerDied: the worker process running this run died {tries + 2} time(s) "
+                            "(killed, out of memory or crashed)"))
+                    else:
+                        queue.insert(0, (run, tries + 1))
+                    break  # the pool is broken: start a fresh one
+                queue.pop(0)
+                record(run.run_id, outcome)
+
+
+class _pool:
+    """A spawn-context process pool that, on any exception (Ctrl-C included), cancels
+    queued runs and terminates its workers instead of waiting for them."""
+
+    def __init__(self, workers: int, job):
+        self.executor = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_local_worker, initargs=(os.getpid(), job.keywords["imports"]))
+
+    def __enter__(self):
+        return self.executor
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            self.executor.shutdown(wait=True)
+            return
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+
+
+def _run_dask(pending: list[Run], job, record, client, retries: int):
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+
+    token = os.urandom(4).hex()
+    futures = {}
+    for run in pending:
+        fut = client.submit(job, run.task, run.config, key=f"measureflow-{run.run_id}-{token}", pure=False,
+                            retries=retries)
+        futures[fut.key] = (fut, run)
+    try:
+        for fut in as_completed([f for f, _ in futures.values()]):
+            _, run = futures.pop(fut.key)
+            try:
+                outcome = fut.result()
+            except (FutureCancelledError, OSError) as exc:
+                raise RuntimeError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the runs recorded so far "
+                                   "are kept: rerun the sweep to resume") from None
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the run killed its workers
+                outcome = _infra_failure(f"{type(exc).__name__}: {exc}")
+            record(run.run_id, outcome)
+            fut.release()
+    finally:
+        for fut, _ in futures.values():
+            fut.cancel()
+
+
+def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = None,
+              dask_local: bool = False, client=None, retry_failed: bool = False,
+              compile_cache: bool = True, progress: bool = True) -> SweepSummary:
+    """Run every run of ``spec`` (a path, dict or :class:`SweepSpec`) that is not yet in the
+    store at ``out``; return a :class:`SweepSummary`.
+
+    Executors (one of):
+      local processes  default; ``workers`` processes (default: the CPUs available;
+                       ``workers=0`` runs in this process, for debugging)
+      Dask             ``scheduler="tcp://host:8786"``, an existing ``client``, or
+                       ``dask_local=True`` (a LocalCluster with ``workers`` processes)
+    ``retry_failed`` redoes runs recorded as failed (by default they are kept, like done
+    ones). A failing run is recorded as failed and the sweep goes on.
+    ``compile_cache``: local worker processes (and ``dask_local`` workers) share JAX's
+    persistent compilation cache in ``out/.jax-cache``; remote Dask workers use whatever
+    ``JAX_COMPILATION_CACHE_DIR`` they have. The calling process (``workers=0``) is
+    never reconfigured.
+    """
+    t0 = time.perf_counter()
+    spec = load_spec(spec)
+    n_dask = sum(x is not None and x is not False for x in (scheduler, client, dask_local or None))
+    if n_dask > 1:
+        raise ValidationError("choose one Dask executor: scheduler=, client= or dask_local=True")
+    if workers is not None:
+        workers = int(workers) if not isinstance(workers, bool) and float(workers).is_integer() else workers
+        if not isinstance(workers, int) or workers < 0:
+            raise ValidationError(f"workers={workers!r} is invalid: it must be an integer >= 0")
+        if scheduler is not None or client is not None:
+            raise ValidationError("workers= does not apply to an existing Dask cluster (scheduler=/client=); "
+                                  "size the cluster itself")
+        if dask_local and workers == 0:
+            raise ValidationError("dask_local=True needs workers >= 1")
+    runs = expand(spec)
+    local_dask = compile_cache and dask_local
+
+    def job(cache: bool):
+        cache_dir = str(Path(out).resolve() / ".jax-cache") if cache else None
+        return functools.partial(execute_run, imports=tuple(spec.imports), cache_dir=cache_dir)
+
+    with Store(out) as store:
+        store.remove_stale_temporaries()
+        keep = store.run_ids("done" if retry_failed else None)
+        pending = [r for r in runs if r.run_id not in keep]
+        skipped = len(runs) - len(pending)
+        by_id = {r.run_id: r for r in runs}
+        with _progress_display(spec.name, len(runs), skipped, enabled=progress) as show:
+            recorder = _Recorder(store, spec, by_id, show)
+            if pending:
+                if n_dask:
+                    _with_dask_client(scheduler, client, dask_local, workers, len(pending),
+                                      lambda c: _run_dask(pending, job(local_dask), recorder, c, spec.retries))
+                elif workers == 0:
+                    _run_serial(pending, job(False), recorder)
+                else:
+                    n = min(workers or _default_workers(), len(pending))
+                    _run_processes(pending, job(compile_cache), recorder, n, spec.retries)
+    return SweepSummary(total=len(runs), skipped=skipped, done=recorder.done, failed=recorder.failed,
+                        wall_time=time.perf_counter() - t0, out=Path(out))
+
+
+def _with_dask_client(scheduler, client, dask_local, workers, n_pending, body: Callable):
+    if client is not None:
+        return body(client)
+    from distributed import Client
+
+    if scheduler is not None:
+        with Client(scheduler) as c:
+            return body(c)
+    import logging
+
+    from distributed import LocalCluster
+
+    n = min(workers or _default_workers(), n_pending)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        return body(c)
+
+
+class _progress_display:
+    """A rich progress bar on stderr: finished / failed / remaining (no-op if disabled)."""
+
+    def __init__(self, name: str, total: int, skipped: int, *, enabled: bool):
+        self.name, self.total, self.skipped, self.enabled = name, total, skipped, enabled
+        self._progress = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[green]{task.fields[done]} done[/] · [red]{task.fields[failed]} failed[/] · "
+                           "{task.fields[remaining]} remaining"),
+                TimeElapsedColumn(), console=Console(stderr=True))
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                self.name, total=self.total, completed=self.skipped, done=0, failed=0,
+                remaining=self.total - self.skipped)
+            if self.skipped:
+                self._progress.console.print(f"resuming: {self.skipped} of {self.total} runs already in the store")
+        return self
+
+    def __call__(self, done: int, failed: int):
+        if self._progress is not None:
+            finished = self.skipped + done + failed
+            self._progress.update(self._task, completed=finished, done=done, failed=failed,
+                                  remaining=self.total - finished)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

@@ -1,0 +1,306 @@
+"""A registry of named run tasks: the unit of work of a sweep.
+
+A task is a function ``fn(config: dict) -> (metrics: dict, arrays: dict)``, registered
+under a name together with a pydantic model of its configuration::
+
+    class MyConfig(TaskConfig):          # extra keys are rejected, ints are not floats...
+        m: PositiveInt
+        seed: NonNegativeInt = 0
+        step: PositiveFloat | None = None
+
+    @register_task("my_task", config=MyConfig)
+    def my_task(config):                 # config: the validated, defaults-filled dict
+        ...
+        return {"objective": 0.1}, {"history": np.array([...])}
+
+- ``config`` arrives validated: :func:`Task.validate` runs the model before any work (the
+  sweep validates every run of a grid up front, so a typo fails in a second, not after an
+  hour). Its normalized form (``model_dump``) is what the run id hashes.
+- ``metrics`` must be JSON-serializable scalars (NumPy/JAX scalars are converted) or
+  nested dicts/lists of them; they become columns of the results table.
+- ``arrays`` are numeric NumPy-convertible arrays (no object arrays: the store never
+  pickles); they go to one ``.npz`` file per run.
+- A task signals a failed run by raising (e.g. ``mf.DivergenceError``); the sweep records
+  the run as failed with the error message and goes on.
+
+Tasks must be importable by name in every worker process: define them in a module and
+list that module under ``imports:`` in the sweep spec (built-in tasks need nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import time
+from typing import Annotated, Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import InputTypeError, ValidationError
+
+__all__ = ["TaskConfig", "Task", "register_task", "get_task", "available_tasks", "run_task",
+           "describe_pydantic_error"]
+
+
+class TaskConfig(BaseModel):
+    """Base for task configuration models: unknown keys are errors, types are strict
+    (``5`` is not ``"5"`` nor ``True``; an int is accepted where a float is expected and
+    normalized to a float, so ``step: 1`` and ``step: 1.0`` give the same run id)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A registered task: ``name``, the function, and its configuration model."""
+
+    name: str
+    fn: Callable[[dict], tuple]
+    config_model: type[BaseModel]
+
+    def validate(self, config: dict, *, locate: Callable[[tuple], str] | None = None) -> dict:
+        """The normalized configuration (defaults filled in), or a ValidationError that
+        names every bad key: ``locate(loc)`` turns a pydantic location into the path the
+        user wrote (e.g. ``base.step`` or ``grid.m``)."""
+        if not isinstance(config, dict):
+            raise InputTypeError(f"the configuration of task {self.name!r} must be a mapping, got {type(config).__name__}")
+        try:
+            model = self.config_model.model_validate(config)
+        except pydantic.ValidationError as exc:
+            problems = describe_pydantic_error(exc, locate=locate)
+            raise ValidationError(f"invalid configuration for task {self.name!r}: {problems}") from None
+        return model.model_dump(mode="json")
+
+    def __call__(self, config: dict) -> tuple[dict, dict]:
+        return run_task(self, config)
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register_task(name: str, *, config: type[BaseModel]):
+    """Decorator: register ``fn(config) -> (metrics, arrays)`` under ``name`` with the
+    pydantic model ``config`` that validates its run configuration."""
+    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ValidationError(f"task name {name!r} must be a non-empty string of letters, digits, '_', '-', '.'")
+    if not (isinstance(config, type) and issubclass(config, BaseModel)):
+        raise InputTypeError(f"config= must be a pydantic model class (e.g. a TaskConfig subclass), got {config!r}")
+
+    def decorator(fn):
+        if not callable(fn):
+            raise InputTypeError(f"a task must be callable, got {type(fn).__name__}")
+        old = _REGISTRY.get(name)
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValidationError(
+                f"task {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}; pick another name")
+        _REGISTRY[name] = Task(name, fn, config)  # re-registration (module reload) replaces
+        return fn
+
+    return decorator
+
+
+def get_task(name: str) -> Task:
+    """The task registered under ``name`` (ValidationError listing the known ones)."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValidationError(
+            f"task={name!r} is not registered (known tasks: {known}); a task defined in your own "
+            "module must be listed under `imports:` in the sweep spec") from None
+
+
+def available_tasks() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def run_task(task: Task | str, config: dict) -> tuple[dict, dict]:
+    """Validate ``config``, run the task, and return (plain-JSON metrics, NumPy arrays)."""
+    task = get_task(task) if isinstance(task, str) else task
+    cfg = task.validate(config)
+    out = task.fn(cfg)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict) and isinstance(out[1], dict)):
+        raise InputTypeError(f"task {task.name!r} must return (metrics dict, arrays dict), got {type(out).__name__}")
+    metrics = {str(k): _plain(v, f"metric {k!r}") for k, v in out[0].items()}
+    arrays = {str(k): _array(v, k) for k, v in out[1].items()}
+    return metrics, arrays
+
+
+def _plain(value, where: str):
+    """A JSON-ready copy of a metric value (NumPy/JAX scalars become Python numbers)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__jax_array__") or type(value).__module__.startswith("jax"):
+        arr = np.asarray(value)
+        if arr.ndim == 0 and arr.dtype != object:
+            return _plain(arr.item(), where)
+        return [_plain(v, where) for v in arr.tolist()]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    raise InputTypeError(f"{where} has type {type(value).__name__}, which is not a JSON number, string, bool or list")
+
+
+def _array(value, name) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise InputTypeError(f"array {name!r} has dtype object; the results store keeps numeric arrays only (no pickle)")
+    return arr
+
+
+def describe_pydantic_error(exc: pydantic.ValidationError, *, locate: Callable[[tuple], str] | None = None) -> str:
+    """One line per problem: ``path: message (got value)``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        path = locate(loc) if locate is not None else _dotted(loc)
+        msg = err.get("msg", "invalid")
+        got = "" if err.get("type") == "missing" else f" (got {_short(err.get('input'))})"
+        lines.append(f"{path or '<root>'}: {msg}{got}")
+    return "; ".join(lines)
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------------------------------
+# Built-in task: a two-layer tanh network in a teacher–student regression
+# ---------------------------------------------------------------------------------------
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class CustomTeacherConfig(TaskConfig):
+    """Configuration of ``custom_teacher``.
+
+    m              student units (particles)
+    seed           seed of the student initialization
+    data_seed      seed of the teacher and the samples (default: ``seed``)
+    method         "gd" or "fb" (forward–backward; needed for ``regularizer="l1"``)
+    step           step size η (``null``: 1 / curvature at the initialization)
+    iterations     number of steps
+    n, n_test      training samples, fresh clean test samples
+    input_dim      d
+    teacher_units  m0, units of the teacher network
+    lam            regularization strength λ ≥ 0 (0: none)
+    regularizer    "l2" (λ|θ|², weight decay) or "l1" (λ|a| on the output weight)
+    noise          standard deviation of Gaussian label noise
+    geometry       "euclidean" or "conic"
+    """
+
+    m: PositiveInt
+    seed: NonNegativeInt = 0
+    data_seed: NonNegativeInt | None = None
+    method: Literal["gd", "fb"] = "gd"
+    step: PositiveFloat | None = None
+    iterations: PositiveInt = 1000
+    n: PositiveInt = 200
+    n_test: PositiveInt = 1000
+    input_dim: PositiveInt = 2
+    teacher_units: PositiveInt = 3
+    lam: NonNegativeFloat = 0.0
+    regularizer: Literal["l2", "l1"] = "l2"
+    noise: NonNegativeFloat = 0.0
+    geometry: Literal["euclidean", "conic"] = "euclidean"
+
+
+def _tanh_unit(theta, x):
+    """φ(θ, x) = a·tanh(w·x) with θ = (a, w): partially 1-homogeneous in a = θ[0].
+
+    A module-level function (not a lambda) so that features built in different runs
+    compare equal and the compiled loop is reused within a worker process."""
+    return theta[0] * jnp.tanh(theta[1:] @ x)
+
+
+def teacher_student_data(input_dim: int, teacher_units: int, n: int, n_test: int, noise: float, seed: int):
+    """Teacher f*(x) = Σ_k c_k tanh(v_k·x), c_k ~ N(0, 1), v_k uniform on the unit sphere;
+    x ~ N(0, I_d). Returns (teacher positions (m0, 1 + d), X (n, d), y (n,), X_test, f*(X_test))."""
+    rng = np.random.default_rng(seed)
+    V = rng.standard_normal((teacher_units, input_dim))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    c = rng.standard_normal(teacher_units)
+    X = rng.standard_normal((n, input_dim))
+    X_test = rng.standard_normal((n_test, input_dim))
+    y = np.tanh(X @ V.T) @ c + noise * rng.standard_normal(n)
+    f_test = np.tanh(X_test @ V.T) @ c
+    return np.column_stack([c, V]), X, y, X_test, f_test
+
+
+@jax.jit
+def _evaluate(problem, particles, X):
+    # One compiled call instead of a dozen eagerly dispatched (and compiled) operations.
+    return problem.risk(particles), problem.predict(particles, X)
+
+
+@register_task("custom_teacher", config=CustomTeacherConfig)
+def custom_teacher(config: dict) -> tuple[dict, dict]:
+    """Train a student a·tanh(w·x) network (``mf.features.Custom``) on a teacher–student
+    regression by particle gradient descent from the admissible initialization (a = 0).
+
+    Metrics: ``objective`` F(μ) on the training set, ``risk`` (its loss part),
+    ``excess_loss`` F(μ) − F* with F* = 0 for the realizable case (λ = 0, no noise; ``null``
+    otherwise, where F* is unknown), ``test_excess_risk`` ½ mean (f_μ − f*)² on fresh clean
+    samples, ``step_used`` (η, chosen when ``step`` is null), ``iterations_run``,
+    ``wall_time`` (seconds in the solver, compilation included). Arrays: ``history``/``history_iterations`` (F along the run), ``positions``
+    (m, 1 + d), ``teacher`` (m0, 1 + d).
+    """
+    import measureflow as mf
+
+    d = config["input_dim"]
+    data_seed = config["seed"] if config["data_seed"] is None else config["data_seed"]
+    teacher, X, y, X_test, f_test = teacher_student_data(
+        d, config["teacher_units"], config["n"], config["n_test"], config["noise"], data_seed)
+    feature = mf.features.Custom(_tanh_unit, dim=d + 1, input_dim=d,
+                                 homogeneity=mf.features.Homogeneity.partial(1, 0))
+    lam = config["lam"]
+    regularizer = None if lam == 0 else (mf.L2(lam) if config["regularizer"] == "l2" else mf.L1(lam))
+    problem = mf.Problem(feature, loss="square", regularizer=regularizer, data=mf.data.Dataset(X, y))
+    mu0 = mf.init.admissible(feature, config["m"], key=config["seed"])
+    start = time.perf_counter()
+    result = mf.solve(problem, mu0, method=config["method"], step=config["step"],
+                      iterations=config["iterations"], geometry=config["geometry"], snapshots=0)
+    wall = time.perf_counter() - start
+    objective = float(result.objective)
+    risk, f_student = _evaluate(problem, result.particles, X_test)
+    realizable = lam == 0 and config["noise"] == 0
+    metrics = {
+        "objective": objective,
+        "risk": float(risk),
+        "excess_loss": objective if realizable else None,
+        "test_excess_risk": 0.5 * float(np.mean((np.asarray(f_student) - f_test) ** 2)),
+        "step_used": float(result.step),
+        "iterations_run": int(result.iterations),
+        "wall_time": wall,
+    }
+    if not all(math.isfinite(v) for v in (objective, risk, metrics["test_excess_risk"])):
+        raise mf.DivergenceError(f"non-finite final metrics {metrics}", iteration=config["iterations"],
+                                 last_objective=objective)
+    arrays = {
+        "history": np.asarray(result.history),
+        "history_iterations": np.asarray(result.history_iterations),
+        "positions": np.asarray(result.particles.positions),
+        "teacher": teacher,
+    }
+    return metrics, arrays
