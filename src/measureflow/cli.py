@@ -29,6 +29,55 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """Optimization over measures by particle gradient descent."""
 
 
+# -- sweeps and results (issue 6) -----------------------------------------------------------
+
+@app.command("sweep")
+def sweep_command(
+    spec: str = typer.Argument(..., help="Sweep spec file (.yaml, .yml or .toml)."),
+    out: str = typer.Option(..., "--out", help="Results store directory (created if missing; resumed if not)."),
+    workers: int = typer.Option(None, "--workers", help="Local worker processes (default: the CPUs available; "
+                                "0: run in this process). With --dask-local: the LocalCluster's processes."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler, e.g. tcp://host:8786."),
+    dask_local: bool = typer.Option(False, "--dask-local", help="Start a Dask LocalCluster (worker processes)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo runs recorded as failed."),
+    compile_cache: bool = typer.Option(True, "--compile-cache/--no-compile-cache",
+                                       help="Share JAX's compilation cache between local workers (DIR/.jax-cache)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+):
+    """Run every run of SPEC not yet in the store --out (finished runs are skipped)."""
+    from .errors import ValidationError
+    from .experiments.sweep import run_sweep
+
+    if scheduler is not None and dask_local:
+        raise ValidationError("--scheduler and --dask-local exclude each other")
+    summary = run_sweep(spec, out, workers=workers, scheduler=scheduler, dask_local=dask_local,
+                        retry_failed=retry_failed, compile_cache=compile_cache, progress=progress)
+    typer.echo(f"{summary.total} runs: {summary.skipped} already stored, {summary.done} done, "
+               f"{summary.failed} failed in {summary.wall_time:.1f} s -> {summary.out}", err=True)
+
+
+@app.command("results")
+def results_command(
+    directory: str = typer.Argument(..., help="Results store directory (written by `measureflow sweep`)."),
+    format: str = typer.Option("csv", "--format", help="csv or parquet."),
+    output: str = typer.Option(None, "--output", help="Output file (default: CSV to stdout, "
+                               "Parquet to DIR/results.parquet)."),
+    status: str = typer.Option(None, "--status", help="Only runs with this status (done or failed)."),
+):
+    """Export a results store: one row per run (run_id, status, configuration, metrics)."""
+    from .errors import ValidationError
+    from .store import Store
+
+    if format not in ("csv", "parquet"):
+        raise ValidationError(f"--format={format!r} is not one of 'csv', 'parquet'")
+    with Store(directory, create=False) as store:
+        if output is None and format == "csv":
+            typer.echo(store.to_dataframe(status).to_csv(index=False), nl=False)
+            return
+        path = store.export(output or f"{directory}/results.parquet", format, status=status)
+    typer.echo(f"wrote {path}", err=True)
+
+
 def run():
     """Entry point: run the app, turning measureflow errors into one-line messages."""
     from .errors import MeasureflowError
