@@ -1,5 +1,6 @@
 """Data sets, fixed designs and samplers (and the teacher–student / spike generators)."""
 
 from .base import Dataset, FixedDesign, Sampler, subsample
+from .teacher_student import TeacherStudent
 
-__all__ = ["Dataset", "FixedDesign", "Sampler", "subsample"]
+__all__ = ["Dataset", "FixedDesign", "Sampler", "subsample", "TeacherStudent"]

@@ -1,0 +1,199 @@
+"""Teacher–student data for two-layer networks.
+
+The teacher is itself a network in mean-field form: m0 units θ*_k = (w*_k, b*_k, a*_k)
+with masses 1/m0,
+
+    f*(x) = (1/m0) Σ_k a*_k σ(w*_k·x + b*_k),
+
+(w*_k, b*_k) uniform on the sphere of radius ``teacher_scale`` in R^{d(+1)} and
+a*_k = ±1 with random signs. A student with m ≥ m0 particles of mass 1/m can represent
+f* exactly (e.g. n_k particles at (w*_k, b*_k, a*_k · m / (m0 n_k))), so without noise
+the optimal risk is 0 for the square loss (realizable teacher).
+
+Inputs x ~ N(0, I_d) ("gaussian") or uniform on the unit sphere S^{d−1} ("sphere").
+Regression: y = f*(x) + noise·ε; classification: y = sign(f*(x) + noise·ε) ∈ {−1, +1}
+(use the logistic loss), ε ~ N(0, 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import losses as _losses
+from .. import population
+from .._pytree import pytree_dataclass
+from ..errors import InputTypeError, ValidationError
+from ..features.networks import Erf, ReLU, Sigmoid, Unit
+from ..particles import Particles
+from ..validation import check_choice, check_int, check_real
+from .base import Dataset, Sampler
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "erf": Erf}
+INPUTS = ("gaussian", "sphere")
+TASKS = ("regression", "classification")
+
+
+def sample_inputs(key: jax.Array, n: int, input_dim: int, inputs: str, dtype=None) -> jax.Array:
+    """n inputs (n, d): N(0, I_d) or uniform on the unit sphere S^{d−1}."""
+    X = jax.random.normal(key, (n, input_dim), dtype or jnp.result_type(float))
+    if inputs == "sphere":
+        X = X / jnp.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherDraw:
+    """The sampling rule ``(key, n, teacher (m0, p)) -> (X (n, d), y (n,))`` of a
+    teacher–student problem (hashable: a static part of the sampler)."""
+
+    feature: Unit
+    inputs: str
+    task: str
+    noise: float
+
+    def __call__(self, key, n, teacher):
+        kx, ke = jax.random.split(key)
+        X = sample_inputs(kx, n, self.feature.input_dim, self.inputs, teacher.dtype)
+        f = jnp.mean(self.feature.matrix(teacher, X), axis=0)
+        if self.noise > 0:
+            f = f + self.noise * jax.random.normal(ke, f.shape, f.dtype)
+        if self.task == "classification":
+            return X, jnp.where(f >= 0, 1.0, -1.0).astype(f.dtype)
+        return X, f
+
+
+def _teacher_feature(activation, input_dim, bias) -> Unit:
+    if isinstance(activation, Unit):
+        if activation.input_dim != input_dim:
+            raise ValidationError(
+                f"activation {activation!r} has input_dim={activation.input_dim}, but input_dim={input_dim}")
+        if bias is not None and bool(bias) != activation.bias:
+            raise ValidationError(f"bias={bias!r} contradicts the teacher feature {activation!r}")
+        return activation
+    if isinstance(activation, str):
+        cls = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+        return cls(input_dim, bias=False if bias is None else bias)
+    raise InputTypeError(
+        f"activation must be 'relu', 'sigmoid', 'erf' or a network feature (mf.features.ReLU, ...), got {activation!r}")
+
+
+@pytree_dataclass
+class TeacherStudent(Sampler):
+    """``TeacherStudent(input_dim, teacher_units, activation="relu", bias=False,
+    inputs="gaussian", task="regression", noise=0.0, seed=0)``.
+
+    A :class:`Sampler` of fresh teacher–student samples (the population loss, for
+    ``method="sgd"``) whose leaf ``params`` holds the teacher units (m0, p);
+    :meth:`training_set` gives a fixed sample for full-batch GD. The objective of a
+    Problem on this sampler is the exact population risk when a closed form exists
+    (square loss; ReLU without bias on Gaussian or sphere inputs, ReLU with bias for
+    d = 1 on Gaussian inputs, Erf without bias on Gaussian inputs), else the average
+    over a held-out draw of ``eval_size`` samples (seed ``eval_seed``, default ``seed``).
+
+    activation     "relu", "sigmoid", "erf" or a network feature (its bias is used)
+    teacher_scale  radius of the teacher's (w*, b*) (sharpness of sigmoid/erf units)
+    """
+
+    def __init__(self, input_dim, teacher_units, activation="relu", *, bias=None, inputs="gaussian",
+                 task="regression", noise=0.0, seed=0, teacher_scale=1.0, eval_size=100_000,
+                 eval_seed=None):
+        input_dim = check_int("input_dim", input_dim, minimum=1)
+        m0 = check_int("teacher_units", teacher_units, minimum=1)
+        feature = _teacher_feature(activation, input_dim, bias)
+        check_choice("inputs", inputs, INPUTS)
+        check_choice("task", task, TASKS)
+        noise = check_real("noise", noise, nonnegative=True)
+        seed = check_int("seed", seed)
+        scale = check_real("teacher_scale", teacher_scale, positive=True)
+        eval_seed = seed if eval_seed is None else check_int("eval_seed", eval_seed)
+        teacher = _random_teacher(_keys(seed)[0], feature, m0, scale)
+        super().__init__(TeacherDraw(feature, inputs, task, noise), input_dim, params=teacher,
+                         eval_size=eval_size, eval_seed=eval_seed)
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def teacher(self) -> jax.Array:
+        """The teacher units θ*_k (m0, p)."""
+        return self.params
+
+    @property
+    def teacher_feature(self) -> Unit:
+        return self.draw.feature
+
+    @property
+    def inputs(self) -> str:
+        return self.draw.inputs
+
+    @property
+    def task(self) -> str:
+        return self.draw.task
+
+    @property
+    def noise(self) -> float:
+        return self.draw.noise
+
+    @property
+    def teacher_units(self) -> int:
+        return self.params.shape[0]
+
+    def teacher_particles(self) -> Particles:
+        """The teacher as a measure: units θ*_k with masses 1/m0."""
+        return Particles(np.asarray(self.params))
+
+    def target(self, X) -> jax.Array:
+        """f*(x) for X (n, d), noise-free; returns (n,)."""
+        return jnp.mean(self.teacher_feature.matrix(self.params, jnp.asarray(X)), axis=0)
+
+    # -- samples -----------------------------------------------------------------------
+    def training_set(self, n: int, seed: int = 0) -> Dataset:
+        """A fixed training set of n samples (independent of the held-out set)."""
+        n = check_int("n", n, minimum=1)
+        X, y = self.draw(_keys(check_int("seed", seed))[1], n, self.params)
+        return Dataset(np.asarray(X), np.asarray(y))
+
+    def evaluation_set(self) -> Dataset:
+        return self.sample(_keys(self.eval_seed)[2], self.eval_size)
+
+    # -- population risk ---------------------------------------------------------------
+    def exact_risk(self, feature, loss, particles):
+        """½ E(f_μ − y)² in closed form (a quadratic form in the output weights, see
+        :mod:`measureflow.population`) when the student has the teacher's feature and
+        the loss is the square loss; ``None`` otherwise (a trace-time decision)."""
+        if self.task != "regression" or _losses.get(loss) != _losses.square or feature != self.teacher_feature:
+            return None
+        P, T = particles.positions, self.params
+        K_ss = feature.second_moment(P, P, self.inputs)
+        if K_ss is None:
+            return None
+        K_st = feature.second_moment(P, T, self.inputs)
+        K_tt = feature.second_moment(T, T, self.inputs)
+        c = jnp.full(T.shape[0], 1.0 / T.shape[0], T.dtype)
+        return population.square_risk(K_ss, K_st, K_tt, particles.weights, c, self.noise)
+
+    def optimal_risk(self, loss) -> float | None:
+        """inf over students of the population risk: ½ noise² for regression with the
+        square loss, 0 for noise-free classification with the logistic loss (an infimum,
+        approached as the margin grows); ``None`` when not known."""
+        loss = _losses.get(loss)
+        if self.task == "regression" and loss == _losses.square:
+            return 0.5 * self.noise**2
+        if self.task == "classification" and loss == _losses.logistic and self.noise == 0:
+            return 0.0
+        return None
+
+
+def _keys(seed: int):
+    """Independent keys for the teacher, the training set and the held-out set."""
+    return jax.random.split(jax.random.PRNGKey(seed), 3)
+
+
+def _random_teacher(key, feature: Unit, m0: int, scale: float) -> jax.Array:
+    kd, ks = jax.random.split(key)
+    g = jax.random.normal(kd, (m0, feature.dim - 1))
+    inner = scale * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    a = jnp.where(jax.random.bernoulli(ks, 0.5, (m0,)), 1.0, -1.0)
+    return jnp.concatenate([inner, a[:, None]], axis=1)
