@@ -8,7 +8,8 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import data, features, geometry, init, losses, regularizers  # noqa: E402
+from . import data, features, geometry, init, kernels, losses, regularizers  # noqa: E402
+from . import certificates, deconvolution  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .errors import (  # noqa: E402
     DivergenceError,
@@ -20,10 +21,12 @@ from .errors import (  # noqa: E402
 from .particles import Particles  # noqa: E402
 from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
+from . import store  # noqa: E402  (results on disk: mf.store.Store)
 from .solvers import Result, default_step, run, solve, solve_batch  # noqa: E402
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
+    "kernels", "certificates", "deconvolution",
     "Problem", "Particles", "Result", "solve", "solve_batch", "run", "default_step", "L1", "L2",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]

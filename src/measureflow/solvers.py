@@ -265,7 +265,7 @@ def _prepare(problem, particles, method, step, iterations, batch_size, key, geom
     """Validate, cast and fill in defaults: (problem, particles, step, key, config)."""
     iterations, step, batch_size, snapshots, history_every = _validate(
         problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype)
-    geom = _geometry.get(geometry)
+    geom = _geometry.get(geometry, problem.feature)
     key = as_key(key)
     dtype = jnp.dtype(dtype)
     problem, particles = _cast(problem, dtype), particles.astype(dtype)
@@ -292,11 +292,13 @@ def solve(problem: Problem, particles: Particles, method: str = "gd", step: floa
     """Run a particle solver from ``particles`` and return a :class:`Result` (NumPy arrays).
 
     method         "gd", "fb" or "sgd"
-    step           η > 0; ``None`` picks 1 / curvature at the initial particles
+    step           η > 0; ``None``: :func:`default_step` (1 / curvature at the initial
+                   particles, or the geometry's curvature bound when it has a larger one)
     iterations     number of steps
     batch_size     samples per step ("sgd" only); drawn from the sampler, or with
                    replacement from a Dataset, with ``key``
-    geometry       "euclidean" (default), "conic" or a :class:`~measureflow.geometry.Geometry`
+    geometry       "euclidean", "conic" or a :class:`~measureflow.geometry.Geometry`; default:
+                   the feature's ``default_geometry`` if it declares one, else "euclidean"
     history_every  objective recorded every k steps (default: ~1000 records)
     snapshots      about how many log-spaced position snapshots to keep (0: none)
     dtype          "float64" (default) or "float32"
