@@ -50,8 +50,13 @@ def sweep_command(
 
     if scheduler is not None and dask_local:
         raise ValidationError("--scheduler and --dask-local exclude each other")
-    summary = run_sweep(spec, out, workers=workers, scheduler=scheduler, dask_local=dask_local,
-                        retry_failed=retry_failed, compile_cache=compile_cache, progress=progress)
+    try:
+        summary = run_sweep(spec, out, workers=workers, scheduler=scheduler, dask_local=dask_local,
+                            retry_failed=retry_failed, compile_cache=compile_cache, progress=progress)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the finished runs are stored in {out}; run the same command again to resume",
+                   err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"{summary.total} runs: {summary.skipped} already stored, {summary.done} done, "
                f"{summary.failed} failed in {summary.wall_time:.1f} s -> {summary.out}", err=True)
 

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._version import __version__
 from ..errors import InputTypeError, ValidationError
 from ..store import RunRecord, Store, canonical_json
+from ..validation import check_int
 from . import tasks as _tasks
 from .tasks import describe_pydantic_error, get_task
 
@@ -366,15 +367,22 @@ def _run_processes(pending: list[Run], job, record, workers: int, retries: int):
                 finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
                 if any(isinstance(f.exception(), cf.process.BrokenProcessPool) for f in finished):
                     for fut, run in futures.items():
-                        if fut.done() and fut.exception() is None:
-                            record(run.run_id, fut.result())
+                        if fut.done() and not isinstance(fut.exception(), cf.process.BrokenProcessPool):
+                            _record_future(record, run, fut)
                         else:
                             suspects.append(run)
                     break
                 for fut in finished:
-                    record(futures.pop(fut).run_id, fut.result())
+                    _record_future(record, futures.pop(fut), fut)
         if suspects:
             _isolate(suspects, job, record, max(retries, 1))
+
+
+def _record_future(record, run: Run, fut: cf.Future):
+    exc = fut.exception()
+    # execute_run catches the task's errors; what is left is e.g. a result that could
+    # not be sent back from the worker.
+    record(run.run_id, fut.result() if exc is None else _infra_failure(f"{type(exc).__name__}: {exc}"))
 
 
 def _isolate(suspects: list[Run], job, record, attempts: int):
@@ -397,6 +405,8 @@ def _isolate(suspects: list[Run], job, record, attempts: int):
                     else:
                         queue.insert(0, (run, tries + 1))
                     break  # the pool is broken: start a fresh one
+                except Exception as exc:  # noqa: BLE001 - see _record_future
+                    outcome = _infra_failure(f"{type(exc).__name__}: {exc}")
                 queue.pop(0)
                 record(run.run_id, outcome)
 
@@ -474,9 +484,7 @@ def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = 
     if n_dask > 1:
         raise ValidationError("choose one Dask executor: scheduler=, client= or dask_local=True")
     if workers is not None:
-        workers = int(workers) if not isinstance(workers, bool) and float(workers).is_integer() else workers
-        if not isinstance(workers, int) or workers < 0:
-            raise ValidationError(f"workers={workers!r} is invalid: it must be an integer >= 0")
+        workers = check_int("workers", workers, minimum=0)
         if scheduler is not None or client is not None:
             raise ValidationError("workers= does not apply to an existing Dask cluster (scheduler=/client=); "
                                   "size the cluster itself")

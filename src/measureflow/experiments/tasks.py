@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 import time
 from typing import Annotated, Callable, Literal
 
@@ -81,6 +82,7 @@ class Task:
 
 
 _REGISTRY: dict[str, Task] = {}
+_ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def register_task(name: str, *, config: type[BaseModel]):
@@ -152,6 +154,8 @@ def _plain(value, where: str):
 
 
 def _array(value, name) -> np.ndarray:
+    if not _ARRAY_NAME.match(name):
+        raise ValidationError(f"array name {name!r} must be letters, digits, '_', '-', '.' (it names a file in the store)")
     arr = np.asarray(value)
     if arr.dtype == object:
         raise InputTypeError(f"array {name!r} has dtype object; the results store keeps numeric arrays only (no pickle)")
