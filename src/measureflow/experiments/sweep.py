@@ -21,6 +21,7 @@ process writes the store; workers return (metrics, arrays) and never touch it.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -37,14 +38,14 @@ import time
 import tomllib
 import traceback as _traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._version import __version__
-from ..errors import InputTypeError, ValidationError
+from ..errors import MeasureflowError, ValidationError
 from ..store import RunRecord, Store, canonical_json
 from ..validation import check_int
 from . import tasks as _tasks
@@ -449,8 +450,8 @@ def _run_dask(pending: list[Run], job, record, client, retries: int):
             try:
                 outcome = fut.result()
             except (FutureCancelledError, OSError) as exc:
-                raise RuntimeError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the runs recorded so far "
-                                   "are kept: rerun the sweep to resume") from None
+                raise MeasureflowError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the runs recorded "
+                                       "so far are kept: rerun the sweep to resume") from None
             except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the run killed its workers
                 outcome = _infra_failure(f"{type(exc).__name__}: {exc}")
             record(run.run_id, outcome)
@@ -500,32 +501,42 @@ def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = 
     with Store(out) as store:
         store.remove_stale_temporaries()
         keep = store.run_ids("done" if retry_failed else None)
-        pending = [r for r in runs if r.run_id not in keep]
-        skipped = len(runs) - len(pending)
-        by_id = {r.run_id: r for r in runs}
-        with _progress_display(spec.name, len(runs), skipped, enabled=progress) as show:
-            recorder = _Recorder(store, spec, by_id, show)
-            if pending:
-                if n_dask:
-                    _with_dask_client(scheduler, client, dask_local, workers, len(pending),
-                                      lambda c: _run_dask(pending, job(local_dask), recorder, c, spec.retries))
-                elif workers == 0:
-                    _run_serial(pending, job(False), recorder)
-                else:
-                    n = min(workers or _default_workers(), len(pending))
-                    _run_processes(pending, job(compile_cache), recorder, n, spec.retries)
+    pending = [r for r in runs if r.run_id not in keep]
+    skipped = len(runs) - len(pending)
+    with contextlib.ExitStack() as stack:
+        if n_dask and pending:  # connect (or start the cluster) before showing progress
+            dask = stack.enter_context(_dask_client(scheduler, client, dask_local, workers, len(pending)))
+        store = stack.enter_context(Store(out))
+        show = stack.enter_context(_progress_display(spec.name, len(runs), skipped, enabled=progress))
+        recorder = _Recorder(store, spec, {r.run_id: r for r in runs}, show)
+        if pending and n_dask:
+            _run_dask(pending, job(local_dask), recorder, dask, spec.retries)
+        elif pending and workers == 0:
+            _run_serial(pending, job(False), recorder)
+        elif pending:
+            n = min(workers or _default_workers(), len(pending))
+            _run_processes(pending, job(compile_cache), recorder, n, spec.retries)
     return SweepSummary(total=len(runs), skipped=skipped, done=recorder.done, failed=recorder.failed,
                         wall_time=time.perf_counter() - t0, out=Path(out))
 
 
-def _with_dask_client(scheduler, client, dask_local, workers, n_pending, body: Callable):
+@contextlib.contextmanager
+def _dask_client(scheduler, client, dask_local, workers, n_pending):
+    """The given client, a client of the scheduler at ``scheduler``, or of a new
+    LocalCluster of worker processes (closed on exit, except a given client)."""
     if client is not None:
-        return body(client)
+        yield client
+        return
     from distributed import Client
 
     if scheduler is not None:
-        with Client(scheduler) as c:
-            return body(c)
+        try:
+            c = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ValidationError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+        with c:
+            yield c
+        return
     import logging
 
     from distributed import LocalCluster
@@ -533,7 +544,7 @@ def _with_dask_client(scheduler, client, dask_local, workers, n_pending, body: C
     n = min(workers or _default_workers(), n_pending)
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
-        return body(c)
+        yield c
 
 
 class _progress_display:
