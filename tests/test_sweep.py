@@ -137,6 +137,56 @@ def test_bad_spec_files(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
+def test_task_registry_and_outputs():
+    import jax.numpy as jnp
+
+    from measureflow.experiments.tasks import TaskConfig, get_task, register_task, run_task
+
+    class Cfg(TaskConfig):
+        k: int = 1
+
+    @register_task("_outputs_probe", config=Cfg)
+    def probe(config):
+        return ({"a": np.float32(0.5), "b": jnp.asarray(2.0), "c": np.int64(3), "d": {"e": np.bool_(True)},
+                 "f": [np.float64(1.5)], "g": None}, {"x": jnp.arange(3.0)})
+
+    metrics, arrays = run_task("_outputs_probe", {"k": 2})
+    assert metrics == {"a": 0.5, "b": 2.0, "c": 3, "d": {"e": True}, "f": [1.5], "g": None}
+    assert all(type(v) in (float, int) for v in (metrics["a"], metrics["b"], metrics["c"]))
+    assert isinstance(arrays["x"], np.ndarray) and arrays["x"].dtype == np.float64
+    with pytest.raises(mf.ValidationError, match="already registered"):
+        register_task("_outputs_probe", config=Cfg)(lambda c: ({}, {}))
+    with pytest.raises(mf.ValidationError, match=r"k: Input should be a valid integer"):
+        get_task("_outputs_probe").validate({"k": "2"})
+
+    @register_task("_bad_outputs", config=Cfg)
+    def bad(config):
+        return {"m": object()} if config["k"] == 1 else ({"m": 1.0}, {"bad name": np.ones(2)})
+
+    with pytest.raises(mf.InputTypeError, match="must return"):
+        run_task("_bad_outputs", {})
+    with pytest.raises(mf.ValidationError, match="array name 'bad name'"):
+        run_task("_bad_outputs", {"k": 2})
+
+
+def test_task_bugs_become_failed_runs(tmp_path):
+    """A task that returns garbage is a failed run with the reason, not a crashed sweep."""
+    from measureflow.experiments.tasks import TaskConfig, register_task
+
+    class Cfg(TaskConfig):
+        k: int
+
+    @register_task("_sloppy", config=Cfg)
+    def sloppy(config):
+        return ({"x": object()}, {}) if config["k"] else ({"x": 1.0}, {})
+
+    summary = run_sweep({"task": "_sloppy", "grid": {"k": [0, 1]}}, tmp_path, workers=0, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    with Store(tmp_path) as store:
+        (failed,) = store.records("failed")
+        assert failed.error.startswith("InputTypeError: metric 'x' has type object")
+
+
 # ---------------------------------------------------------------------------------------
 # in-process sweeps: failures, resume, retry
 # ---------------------------------------------------------------------------------------
@@ -159,14 +209,15 @@ def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
     assert df.loc[df.status == "failed", "objective"].isna().all()
 
 
-def test_resume_skips_stored_runs_and_retry_failed(tmp_path):
+def test_resume_skips_stored_runs_and_retry_failed(tmp_path, capsys):
     spec = {"task": "echo", "imports": ["_sweep_tasks"], "grid": {"value": [1, 2, 3], "fail": [False, True]}}
     first = run_sweep(spec, tmp_path, workers=0, progress=False)
     assert (first.done, first.failed, first.skipped) == (3, 3, 0)
     with Store(tmp_path) as store:
         stamps = {r.run_id: r.recorded_at for r in store.records()}
-    again = run_sweep(spec, tmp_path, workers=0, progress=False)
+    again = run_sweep(spec, tmp_path, workers=0, progress=True)
     assert (again.done, again.failed, again.skipped) == (0, 0, 6)
+    assert "resuming: 6 of 6 runs already in the store" in capsys.readouterr().err
     retried = run_sweep(spec, tmp_path, workers=0, progress=False, retry_failed=True)
     assert (retried.done, retried.failed, retried.skipped) == (0, 3, 3)
     with Store(tmp_path) as store:
