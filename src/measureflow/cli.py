@@ -56,7 +56,7 @@ def sweep_command(
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the finished runs are stored in {out}; run the same command again to resume",
                    err=True)
-        raise typer.Exit(130) from None
+        raise SystemExit(130) from None  # (click returns typer.Exit codes in non-standalone mode)
     typer.echo(f"{summary.total} runs: {summary.skipped} already stored, {summary.done} done, "
                f"{summary.failed} failed in {summary.wall_time:.1f} s -> {summary.out}", err=True)
 
