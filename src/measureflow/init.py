@@ -42,7 +42,7 @@ def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Parti
     elif hom.kind == "partial":
         c = hom.coordinate % feature.dim
         rest = feature.sample_positions(key, m)
-        P = jnp.insert(rest, c, 0.0, axis=1)
+        P = np.insert(np.asarray(rest), c, 0.0, axis=1)  # NumPy: eager jnp.insert compiles for seconds
     else:
         P = radius * jax.random.normal(key, (m, feature.dim))
     return Particles(np.asarray(P))
@@ -61,10 +61,13 @@ class SupportReport:
 
 
 def _half_space(directions: np.ndarray, probes: int, seed: int) -> np.ndarray | None:
-    """A direction u with <u, d_i> < 0 for all i, if random probing (plus the negated mean)
-    finds one: then every particle lies in an open half-space."""
+    """A direction u with <u, d_i> < 0 for all i, if random probing (plus the negated mean
+    and the coordinate axes) finds one: then every particle lies in an open half-space."""
     rng = np.random.default_rng(seed)
-    U = rng.standard_normal((probes, directions.shape[1]))
+    k = directions.shape[1]
+    # ±e_j catch a coordinate of one sign (e.g. all output weights positive), whose
+    # separating cone is too thin for random probes when many particles lie near its edge
+    U = np.vstack([np.eye(k), -np.eye(k), rng.standard_normal((probes, k))])
     mean = directions.mean(axis=0)
     if np.linalg.norm(mean) > 0:
         U = np.vstack([-mean, U])

@@ -18,6 +18,7 @@ Regression: y = f*(x) + noise·ε; classification: y = sign(f*(x) + noise·ε) �
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ from ..errors import InputTypeError, ValidationError
 from ..features.networks import Erf, ReLU, Sigmoid, Unit
 from ..particles import Particles
 from ..validation import check_choice, check_int, check_real
-from .base import Dataset, Sampler
+from .base import Dataset, Sampler, _dataset_unchecked
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "erf": Erf}
 INPUTS = ("gaussian", "sphere")
@@ -152,11 +153,12 @@ class TeacherStudent(Sampler):
     def training_set(self, n: int, seed: int = 0) -> Dataset:
         """A fixed training set of n samples (independent of the held-out set)."""
         n = check_int("n", n, minimum=1)
-        X, y = self.draw(_keys(check_int("seed", seed))[1], n, self.params)
+        X, y = _draw(self.draw, _keys(check_int("seed", seed))[1], n, self.params)
         return Dataset(np.asarray(X), np.asarray(y))
 
     def evaluation_set(self) -> Dataset:
-        return self.sample(_keys(self.eval_seed)[2], self.eval_size)
+        X, y = _draw(self.draw, _keys(self.eval_seed)[2], self.eval_size, self.params)
+        return _dataset_unchecked(X, y)
 
     # -- population risk ---------------------------------------------------------------
     def exact_risk(self, feature, loss, particles):
@@ -191,6 +193,11 @@ def _keys(seed: int):
     return jax.random.split(jax.random.PRNGKey(seed), 3)
 
 
+# One compiled function per shape instead of a dozen eagerly dispatched operations.
+_draw = jax.jit(lambda draw, key, n, teacher: draw(key, n, teacher), static_argnums=(0, 2))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _random_teacher(key, feature: Unit, m0: int, scale: float) -> jax.Array:
     kd, ks = jax.random.split(key)
     g = jax.random.normal(kd, (m0, feature.dim - 1))
