@@ -88,7 +88,8 @@ def run():
     from .errors import MeasureflowError
 
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns a command's exit code (typer.Exit) instead of exiting
+        code = app(standalone_mode=False)
     except MeasureflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -97,10 +98,10 @@ def run():
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # usage errors (click's, or the copy of click that typer vendors) show themselves
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
