@@ -340,3 +340,29 @@ def test_float32_run_on_a_network():
     r64 = mf.solve(prob, mu0, "gd", step=0.5, iterations=200)
     assert r32.particles.positions.dtype == np.float32
     np.testing.assert_allclose(r32.history, r64.history, rtol=1e-3)
+
+
+def test_default_step_control_halves_a_step_that_outgrows_the_curvature():
+    """solve(step=None) halves the step ("gd", "fb") when F increases over a history
+    interval. Here 4x the default step kills the ReLU units (F stays at ½ E y²); with the
+    control the step is halved once and the run descends, and split particles take the
+    same decisions (mean-field invariance)."""
+    ts = mf.data.TeacherStudent(1, 3, "relu", bias=True, seed=0)
+    feature = ts.teacher_feature
+    prob = mf.Problem(feature, data=ts.training_set(200))
+    mu0 = mf.init.admissible(feature, 8, key=1)
+    s0 = mf.default_step(prob, mu0)
+    run = jax.jit(mf.run, static_argnames="config")
+    key = jax.random.PRNGKey(0)
+
+    def config(guard):
+        return mf.solvers.RunConfig("gd", 2000, 1, (), None, mf.geometry.Euclidean(), halve_on_increase=guard)
+
+    plain = run(prob, mu0, jnp.asarray(4 * s0), key, config(False))
+    assert plain.history[-1] > plain.history[0]
+    guarded = run(prob, mu0, jnp.asarray(4 * s0), key, config(True))
+    assert float(guarded.step) == pytest.approx(2 * s0, rel=1e-12)
+    assert guarded.history[-1] < 0.2 * guarded.history[0]
+    split = run(prob, mu0.split(), jnp.asarray(4 * s0), key, config(True))
+    np.testing.assert_allclose(split.history, guarded.history, rtol=1e-10, atol=1e-15)
+    assert float(split.step) == float(guarded.step)

@@ -41,6 +41,7 @@ class RunConfig:
     snapshot_iterations: tuple
     batch_size: int | None
     geometry: _geometry.Geometry
+    halve_on_increase: bool = False
 
     @property
     def uses_prox(self) -> bool:
@@ -56,7 +57,7 @@ class Result:
                            the last); for "sgd" on a sampler, F on the held-out set or exact
     trajectory             positions (s, m, p) at ``trajectory_iterations`` (~log-spaced)
     diverged_at            first non-finite iteration, −1 if none
-    step                   the step size used
+    step                   the step size used (the last one if the default step was halved)
     """
 
     particles: Particles
@@ -124,36 +125,45 @@ def run(problem: Problem, particles: Particles, step, key, config: RunConfig) ->
         slot = jnp.minimum(jnp.searchsorted(snaps, t), ns - 1)
         return jax.lax.cond(snaps[slot] == t, lambda tr: tr.at[slot].set(P), lambda tr: tr, traj)
 
-    def advance(t, P, last):
+    def advance(t, P, last, eta):
         F, vel = problem.value_and_velocity(Particles.unchecked(P, w), batch_at(t), smooth_only=prox)
-        Pn = P - step * geom.precondition(feature, P, vel)
+        Pn = P - eta * geom.precondition(feature, P, vel)
         if prox:
-            Pn = jax.vmap(reg.prox, (0, None))(Pn, step)
+            Pn = jax.vmap(reg.prox, (0, None))(Pn, eta)
         Pn = feature.wrap(Pn)
         ok = jnp.isfinite(F) & jnp.all(jnp.isfinite(Pn))
         return jnp.where(ok, Pn, P), jnp.where(ok, -1, t).astype(jnp.int32), jnp.where(jnp.isfinite(F), F, last)
 
     def one_step(t, state):
-        P, traj, bad, last = state
+        P, traj, bad, last, eta, F_prev = state
         traj = record(t, P, traj)
-        P, bad, last = jax.lax.cond(bad >= 0, lambda: (P, bad, last), lambda: advance(t, P, last))
-        return P, traj, bad, last
+        P, bad, last = jax.lax.cond(bad >= 0, lambda: (P, bad, last), lambda: advance(t, P, last, eta))
+        return P, traj, bad, last, eta, F_prev
 
     def objective(P):
         return problem.objective(Particles.unchecked(P, w))
 
     def chunk(state, c):
         F = objective(state[0])
+        if config.halve_on_increase:
+            # A deterministic step below the stability limit decreases F; an increase over a
+            # history interval means the curvature has outgrown the step (e.g. homogeneous
+            # units growing): halve it. F is the same for split particles, so the
+            # mean-field invariance is kept; the tolerance ignores rounding at convergence.
+            P, traj, bad, last, eta, F_prev = state
+            eta = jnp.where(F > F_prev + 1e-8 * jnp.abs(F_prev), eta / 2, eta)
+            state = (P, traj, bad, last, eta, F)
         state = jax.lax.fori_loop(0, k, lambda i, s: one_step(c * k + i, s), state)
         return state, F
 
     P0 = particles.positions
     dtype = P0.dtype
-    state = (P0, jnp.zeros((ns,) + P0.shape, dtype), jnp.asarray(-1, jnp.int32), jnp.asarray(jnp.nan, dtype))
+    state = (P0, jnp.zeros((ns,) + P0.shape, dtype), jnp.asarray(-1, jnp.int32), jnp.asarray(jnp.nan, dtype),
+             jnp.asarray(step, dtype), jnp.asarray(jnp.inf, dtype))
     n_chunks = T // k
     state, hist = jax.lax.scan(chunk, state, jnp.arange(n_chunks))
     state = jax.lax.fori_loop(n_chunks * k, T, one_step, state)
-    P, traj, bad, last = state
+    P, traj, bad, last, step, _ = state
     traj = record(T, P, traj)
     hist = jnp.concatenate([hist, objective(P)[None]])
     hist_it = np.concatenate([np.arange(n_chunks) * k, [T]])
@@ -269,9 +279,13 @@ def _prepare(problem, particles, method, step, iterations, batch_size, key, geom
     key = as_key(key)
     dtype = jnp.dtype(dtype)
     problem, particles = _cast(problem, dtype), particles.astype(dtype)
+    # the default step is halved whenever F increases over a history interval (gd, fb): the
+    # curvature at μ0 can be exceeded later in the run (2-homogeneous units grow ~2-3x)
+    guard = step is None and method != "sgd"
     if step is None:
         step = default_step(problem, particles, method=method, geometry=geom)
-    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom)
+    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom,
+                       halve_on_increase=guard)
     return problem, particles, step, key, config
 
 
@@ -293,7 +307,8 @@ def solve(problem: Problem, particles: Particles, method: str = "gd", step: floa
 
     method         "gd", "fb" or "sgd"
     step           η > 0; ``None``: :func:`default_step` (1 / curvature at the initial
-                   particles, or the geometry's curvature bound when it has a larger one)
+                   particles, or the geometry's curvature bound when it has a larger one),
+                   halved ("gd", "fb") whenever F increases over a history interval
     iterations     number of steps
     batch_size     samples per step ("sgd" only); drawn from the sampler, or with
                    replacement from a Dataset, with ``key``

@@ -93,15 +93,18 @@ class TeacherStudent(Sampler):
     Problem on this sampler is the exact population risk when a closed form exists
     (square loss; ReLU without bias on Gaussian or sphere inputs, ReLU with bias for
     d = 1 on Gaussian inputs, Erf without bias on Gaussian inputs), else the average
-    over a held-out draw of ``eval_size`` samples (seed ``eval_seed``, default ``seed``).
+    over a held-out draw of ``eval_size`` samples (seed ``eval_seed``).
 
     activation     "relu", "sigmoid", "erf" or a network feature (its bias is used)
     teacher_scale  radius of the teacher's (w*, b*) (sharpness of sigmoid/erf units)
+
+    Teachers drawn with different seeds share their static structure (and held-out
+    inputs), so problems over many seeds stack into one ``mf.solve_batch``.
     """
 
     def __init__(self, input_dim, teacher_units, activation="relu", *, bias=None, inputs="gaussian",
                  task="regression", noise=0.0, seed=0, teacher_scale=1.0, eval_size=100_000,
-                 eval_seed=None):
+                 eval_seed=0):
         input_dim = check_int("input_dim", input_dim, minimum=1)
         m0 = check_int("teacher_units", teacher_units, minimum=1)
         feature = _teacher_feature(activation, input_dim, bias)
@@ -110,7 +113,6 @@ class TeacherStudent(Sampler):
         noise = check_real("noise", noise, nonnegative=True)
         seed = check_int("seed", seed)
         scale = check_real("teacher_scale", teacher_scale, positive=True)
-        eval_seed = seed if eval_seed is None else check_int("eval_seed", eval_seed)
         teacher = _random_teacher(_keys(seed)[0], feature, m0, scale)
         super().__init__(TeacherDraw(feature, inputs, task, noise), input_dim, params=teacher,
                          eval_size=eval_size, eval_seed=eval_seed)
