@@ -1,0 +1,126 @@
+"""Dual certificates and duality gaps of the BLASSO, checked against independent
+computations (the first variation, brute-force grids, a convex solve on a fine grid)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import measureflow as mf
+from measureflow.certificates import certificate, duality_gap
+from measureflow.deconvolution import blasso
+
+
+def random_particles(rng, m, dim, scale=1.0):
+    return mf.Particles(np.column_stack([scale * rng.normal(size=m), rng.uniform(size=(m, dim))]))
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    sig = mf.data.SpikeSignal(spikes=2, cutoff=6, noise=0.1, seed=4)
+    return sig, blasso(sig, 0.3)
+
+
+def test_first_variation_is_lambda_times_abs_r_minus_r_eta(noisy):
+    sig, prob = noisy
+    rng = np.random.default_rng(0)
+    mu = random_particles(rng, 7, 1)
+    thetas = jnp.asarray(np.column_stack([rng.normal(size=11), rng.uniform(size=11)]))
+    eta = certificate(prob, mu, grid=64, newton_steps=0).eta(thetas[:, 1:])
+    r = thetas[:, 0]
+    np.testing.assert_allclose(prob.first_variation(mu, thetas), 0.3 * (jnp.abs(r) - r * eta), atol=1e-12)
+
+
+def _brute_sup(eta, dim, n, zoom, top=8, levels=2):
+    """sup |η| by brute force, without derivatives: a uniform n^d grid, then ``levels``
+    rounds of uniform zoom^d grids over the cells around the best points so far."""
+    def grid(lo, h, k):
+        axes = np.meshgrid(*[lo[a] + h * np.arange(k) for a in range(dim)], indexing="ij")
+        return np.stack([a.ravel() for a in axes], axis=1)
+
+    G, h = grid(np.zeros(dim), 1.0 / n, n), 1.0 / n
+    vals = np.abs(np.asarray(eta(G)))
+    centers = G[np.argsort(vals)[-top:]]
+    best = vals.max()
+    for _ in range(levels):
+        found = []
+        for c in centers:
+            fine = grid(c - h, 2 * h / (zoom - 1), zoom)
+            v = np.abs(np.asarray(eta(fine)))
+            found.append((v.max(), fine[np.argmax(v)]))
+        best = max(best, max(f[0] for f in found))
+        centers, h = [max(found, key=lambda f: f[0])[1]], 2 * h / (zoom - 1)
+    return best
+
+
+@pytest.mark.parametrize("dim,n,zoom", [(1, 2000, 1001), (2, 100, 201)])
+def test_sup_of_eta_matches_a_brute_force_fine_grid(dim, n, zoom):
+    sig = mf.data.SpikeSignal(spikes=2, dim=dim, cutoff=4, min_separation=0.3, noise=0.2, seed=1)
+    prob = blasso(sig, 0.1)
+    mu = random_particles(np.random.default_rng(dim), 5, dim, scale=2.0)
+    cert = certificate(prob, mu)
+    best = _brute_sup(cert.eta, dim, n, zoom)
+    # the brute grids approach the sup from below (error ~ h²|η''|/2 with h = 2/(n·zoom))
+    assert best <= cert.sup * (1 + 1e-13)
+    np.testing.assert_allclose(cert.sup, best, rtol=1e-9)
+    np.testing.assert_allclose(abs(float(cert.eta(cert.argmax[None])[0])), cert.sup, rtol=1e-14)
+
+
+def test_duality_gap_is_nonnegative_and_consistent(noisy):
+    sig, prob = noisy
+    rng = np.random.default_rng(3)
+    for scale in [0.0, 0.5, 3.0, 20.0]:
+        mu = random_particles(rng, 6, 1, scale) if scale else mf.init.admissible(prob.feature, 6)
+        g = duality_gap(prob, mu, grid=256)
+        assert g.gap >= 0 and g.dual <= g.objective
+        np.testing.assert_allclose(g.objective, float(prob.objective(mu)), rtol=1e-13)
+        np.testing.assert_allclose(g.objective, g.risk + g.penalty, rtol=1e-13)
+        assert g.scale == min(1.0, 1.0 / g.sup_eta)
+
+
+def _fista_lasso_on_grid(sig, lam, n_grid=2048, iters=30_000):
+    """min_a ½ Σ_j (Ba − y)_j²/N + λ|a|₁ with spikes frozen on a fine grid (an upper bound
+    on the BLASSO value F*), by plain FISTA in NumPy."""
+    t = np.arange(n_grid) / n_grid
+    x = np.asarray(sig.X[:, 0])
+    B = np.asarray(sig.kernel.cross(jnp.asarray(t), jnp.asarray(x))).T  # (N, n_grid)
+    y, N = np.asarray(sig.y), len(x)
+    L = np.linalg.norm(B, 2) ** 2 / N
+    a = z = np.zeros(n_grid)
+    s = 1.0
+    for _ in range(iters):
+        grad = B.T @ (B @ z - y) / N
+        a_new = np.sign(z - grad / L) * np.maximum(np.abs(z - grad / L) - lam / L, 0)
+        s_new = (1 + np.sqrt(1 + 4 * s * s)) / 2
+        z, a, s = a_new + (s - 1) / s_new * (a_new - a), a_new, s_new
+    return 0.5 * np.mean((B @ a - y) ** 2) + lam * np.abs(a).sum()
+
+
+def test_gap_goes_to_zero_and_brackets_an_independent_convex_solve(noisy):
+    sig, prob = noisy
+    mu = mf.init.admissible(prob.feature, 20, key=0)
+    gaps = []
+    for _ in range(3):
+        res = mf.solve(prob, mu, "fb", iterations=4000, step=None if not gaps else step, snapshots=0)
+        step, mu = float(res.step), res.particles
+        gaps.append(duality_gap(prob, mu))
+    rel = [g.relative for g in gaps]
+    assert rel[0] > rel[1] > rel[2] and rel[2] < 1e-8
+    F_grid = _fista_lasso_on_grid(sig, 0.3)
+    final = gaps[-1]
+    assert final.dual <= F_grid  # D(p) ≤ F* ≤ the fine-grid LASSO value
+    assert final.objective <= F_grid + 1e-9  # the particles beat the gridded convex solve
+
+
+def test_certificate_input_errors(noisy):
+    sig, prob = noisy
+    mu = mf.init.admissible(prob.feature, 4)
+    with pytest.raises(mf.ValidationError, match="L1 regularizer"):
+        certificate(mf.Problem(prob.feature, "square", mf.L2(0.1), sig), mu)
+    with pytest.raises(mf.ValidationError, match="square loss"):
+        duality_gap(mf.Problem(prob.feature, "logistic", mf.L1(0.1), sig), mu)
+    feat = mf.features.Custom(lambda th, x: th[0] * jnp.sin(th[1] * x[0]), dim=2, input_dim=1,
+                              homogeneity=mf.features.Homogeneity.partial(1, 0))
+    with pytest.raises(mf.ValidationError, match="torus"):
+        certificate(mf.Problem(feat, "square", mf.L1(0.1), sig), mu)
+    with pytest.raises(mf.InputTypeError, match="particles"):
+        certificate(prob, np.zeros((4, 2)))
