@@ -1,0 +1,84 @@
+"""Particle paths: how the particles of a measure move during the flow.
+
+- :func:`planar_paths`: network units θ = (w, b, a) (or (w₁, w₂, a)) drawn as the points
+  |a|·(w, b) of the plane, coloured by sign(a); for a 2-homogeneous unit this point carries
+  the unit's whole contribution (|a|·|(w, b)| is its scale, (w, b)/|(w, b)| its direction).
+- :func:`spike_paths`: spikes θ = (r, t) on T¹ drawn in the (position t, weight r) plane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POSITIVE, NEGATIVE = "tab:red", "tab:blue"
+
+
+def _sign_color(sign):
+    return POSITIVE if sign > 0 else NEGATIVE
+
+
+def planar_paths(ax, paths: np.ndarray, signs: np.ndarray, *, teacher: np.ndarray | None = None,
+                 teacher_signs: np.ndarray | None = None, teacher_scale: float = 1.0):
+    """Draw particle paths in the plane.
+
+    paths          (s, m, 2) points |a_i|·(w_i, b_i) at s snapshots (first: μ0, last: final)
+    signs          (m,) sign of each particle's final output weight a_i (its colour)
+    teacher        (k, 2) teacher units |a*|·(w*, b*), drawn as dashed rays from 0 (a
+                   2-homogeneous unit is identified by its ray) and as stars at
+                   ``teacher_scale`` × the point (the total the student particles on that ray
+                   must carry: m/m0 for masses 1/m against 1/m0)
+    """
+    paths = np.asarray(paths, dtype=float)
+    for i in range(paths.shape[1]):
+        c = _sign_color(signs[i])
+        ax.plot(paths[:, i, 0], paths[:, i, 1], color=c, lw=0.8, alpha=0.6)
+        ax.plot(paths[-1, i, 0], paths[-1, i, 1], "o", color=c, ms=3.5)
+    ax.plot(paths[0, :, 0], paths[0, :, 1], ".", color="0.5", ms=2.5, label="initialization μ0")
+    if teacher is not None:
+        T = np.asarray(teacher, dtype=float)
+        extent = max(np.abs(paths).max(), np.abs(T * teacher_scale).max()) * 1.1
+        for k in range(len(T)):
+            c = _sign_color(teacher_signs[k])
+            u = T[k] / max(np.linalg.norm(T[k]), 1e-300)
+            ax.plot([0, extent * u[0]], [0, extent * u[1]], ls="--", color=c, lw=0.8, alpha=0.7)
+            ax.plot(*(teacher_scale * T[k]), "*", color=c, ms=12, mec="k", mew=0.6)
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+    ax.plot([], [], "-", color=POSITIVE, label="particle, a > 0")
+    ax.plot([], [], "-", color=NEGATIVE, label="particle, a < 0")
+    if teacher is not None:
+        ax.plot([], [], "*", color="0.3", mec="k", ms=10, label="teacher unit (and its ray)")
+    ax.axhline(0, color="0.85", lw=0.5, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.5, zorder=0)
+    ax.set_aspect("equal")
+
+
+def _unwrap_breaks(t: np.ndarray) -> np.ndarray:
+    """A copy of a torus path t (s,) with NaN inserted where it wraps around [0, 1)."""
+    t = np.asarray(t, dtype=float)
+    jumps = np.flatnonzero(np.abs(np.diff(t)) > 0.5) + 1
+    return np.insert(t, jumps, np.nan)
+
+
+def spike_paths(ax, t: np.ndarray, r: np.ndarray, *, truth_t: np.ndarray | None = None,
+                truth_a: np.ndarray | None = None):
+    """Draw spike particles in the (position, weight) plane.
+
+    t, r       (s, m) positions in [0, 1) and weights at s snapshots (first: μ0 at r = 0)
+    truth_t    (k,) true spike positions (vertical lines, coloured by the sign of truth_a)
+    """
+    t, r = np.asarray(t, dtype=float), np.asarray(r, dtype=float)
+    for i in range(t.shape[1]):
+        c = _sign_color(r[-1, i]) if r[-1, i] != 0 else "0.6"
+        tt = _unwrap_breaks(t[:, i])
+        rr = np.insert(r[:, i], np.flatnonzero(np.abs(np.diff(t[:, i])) > 0.5) + 1, np.nan)
+        ax.plot(tt, rr, color=c, lw=0.8, alpha=0.6)
+        ax.plot(t[-1, i], r[-1, i], "o", color=c, ms=3.5)
+    ax.plot(t[0], r[0], "|", color="0.4", ms=6, label="initialization μ0 (r = 0)")
+    if truth_t is not None:
+        for k, tk in enumerate(np.asarray(truth_t, dtype=float)):
+            c = _sign_color(truth_a[k]) if truth_a is not None else "k"
+            ax.axvline(tk, color=c, ls="--", lw=0.9, alpha=0.8)
+        ax.plot([], [], "--", color="0.3", label="true spike position")
+    ax.axhline(0, color="0.8", lw=0.5, zorder=0)
+    ax.set_xlim(0, 1)
