@@ -12,7 +12,8 @@ the optimal risk is 0 for the square loss (realizable teacher).
 
 Inputs x ~ N(0, I_d) ("gaussian") or uniform on the unit sphere S^{d−1} ("sphere").
 Regression: y = f*(x) + noise·ε; classification: y = sign(f*(x) + noise·ε) ∈ {−1, +1}
-(use the logistic loss), ε ~ N(0, 1).
+(use the logistic loss), ε ~ N(0, 1), with sign(0) = +1 (a ReLU teacher with biases
+vanishes on whole regions of the input space).
 """
 
 from __future__ import annotations
