@@ -14,6 +14,7 @@ A non-finite objective or position freezes the state at its last finite value an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -21,12 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import geometry as _geometry
+from ._version import __version__
 from ._pytree import pytree_dataclass, static_field
 from .data.base import Sampler, subsample
 from .errors import DivergenceError, InputTypeError, ValidationError
 from .particles import Particles
 from .problem import Problem
-from .validation import check_choice, check_int, check_real
+from .validation import check_choice, check_int, check_memory, check_real, check_seed
 
 METHODS = ("gd", "fb", "sgd")
 
@@ -58,6 +60,12 @@ class Result:
     trajectory             positions (s, m, p) at ``trajectory_iterations`` (~log-spaced)
     diverged_at            first non-finite iteration, −1 if none
     step                   the step size used (the last one if the default step was halved)
+    key                    the run's PRNG key data (its seed: "sgd" minibatches)
+    config, version        provenance: the static :class:`RunConfig` (method, iterations,
+                           history and snapshot iterations, batch size, geometry, step
+                           control) and the measureflow version that computed the run;
+                           with ``step``, ``key`` and the arrays' dtype they determine it
+                           bit for bit on the same machine (see :meth:`provenance`)
     """
 
     particles: Particles
@@ -68,13 +76,27 @@ class Result:
     diverged_at: jax.Array
     last_objective: jax.Array
     step: jax.Array
+    key: jax.Array
     method: str = static_field()
     iterations: int = static_field()
+    config: RunConfig | None = static_field(default=None)
+    version: str = static_field(default=__version__)
 
     @property
     def objective(self) -> float:
         """F at the final particles."""
         return float(self.history[-1])
+
+    def provenance(self) -> dict:
+        """The version and configuration of the run as a JSON-ready dict."""
+        c = self.config
+        out = {"measureflow": self.version, "method": self.method, "iterations": self.iterations,
+               "step": float(np.asarray(self.step)), "key": np.asarray(self.key).tolist(),
+               "dtype": str(np.asarray(self.history).dtype)}
+        if c is not None:
+            out.update(history_every=c.history_every, snapshot_iterations=list(c.snapshot_iterations),
+                       batch_size=c.batch_size, geometry=repr(c.geometry), halve_on_increase=c.halve_on_increase)
+        return out
 
 
 def log_spaced(iterations: int, count: int) -> tuple:
@@ -131,8 +153,12 @@ def run(problem: Problem, particles: Particles, step, key, config: RunConfig) ->
         if prox:
             Pn = jax.vmap(reg.prox, (0, None))(Pn, eta)
         Pn = feature.wrap(Pn)
-        ok = jnp.isfinite(F) & jnp.all(jnp.isfinite(Pn))
-        return jnp.where(ok, Pn, P), jnp.where(ok, -1, t).astype(jnp.int32), jnp.where(jnp.isfinite(F), F, last)
+        # last = (F, P) of the last state with a finite objective: a run that blows up stops
+        # there, so its particles and history stay finite
+        finite = jnp.isfinite(F)
+        last = (jnp.where(finite, F, last[0]), jnp.where(finite, P, last[1]))
+        ok = finite & jnp.all(jnp.isfinite(Pn))
+        return jnp.where(ok, Pn, last[1]), jnp.where(ok, -1, t).astype(jnp.int32), last
 
     def one_step(t, state):
         P, traj, bad, last, eta, F_prev = state
@@ -160,7 +186,7 @@ def run(problem: Problem, particles: Particles, step, key, config: RunConfig) ->
 
     P0 = particles.positions
     dtype = P0.dtype
-    state = (P0, jnp.zeros((ns,) + P0.shape, dtype), jnp.asarray(-1, jnp.int32), jnp.asarray(jnp.nan, dtype),
+    state = (P0, jnp.zeros((ns,) + P0.shape, dtype), jnp.asarray(-1, jnp.int32), (jnp.asarray(jnp.nan, dtype), P0),
              jnp.asarray(step, dtype), jnp.asarray(jnp.inf, dtype))
     n_chunks = T // k
     state, hist = jax.lax.scan(chunk, state, jnp.arange(n_chunks))
@@ -171,8 +197,12 @@ def run(problem: Problem, particles: Particles, step, key, config: RunConfig) ->
     hist_it = np.concatenate([np.arange(n_chunks) * k, [T]])
     return Result(
         particles=Particles.unchecked(P, w), history=hist, history_iterations=jnp.asarray(hist_it),
-        trajectory=traj, trajectory_iterations=snaps, diverged_at=bad, last_objective=last,
-        step=jnp.asarray(step, dtype), method=config.method, iterations=T)
+        trajectory=traj, trajectory_iterations=snaps, diverged_at=bad, last_objective=last[0],
+        step=jnp.asarray(step, dtype), key=_key_data(key), method=config.method, iterations=T, config=config)
+
+
+def _key_data(key):
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
 
 
 _run_jit = jax.jit(run, static_argnames=("config",))
@@ -181,7 +211,7 @@ _run_jit = jax.jit(run, static_argnames=("config",))
 def as_key(key) -> jax.Array:
     """A PRNG key from an int seed or a key array."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
+        return jax.random.PRNGKey(check_seed("key", key))
     if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
         return key
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -198,26 +228,31 @@ def curvature(problem: Problem, particles: Particles, *, method: str = "gd", geo
               iterations: int = 30, key=0) -> float:
     """Largest |eigenvalue| of G W⁻¹ ∇²F_smooth at the particles (power iteration on
     Hessian-vector products): the step must stay below 2 / curvature for stability."""
-    geom = _geometry.get(geometry, problem.feature).resolve(problem)
-    prox = _uses_prox(problem, method)
-    w = particles.weights
-
-    def velocity(P):
-        return problem.value_and_velocity(Particles.unchecked(P, w), smooth_only=prox)[1]
-
-    @jax.jit
-    def power(P, v0):
-        def body(_, carry):
-            v, _lam = carry
-            Mv = geom.precondition(problem.feature, P, jax.jvp(velocity, (P,), (v,))[1])
-            nrm = jnp.linalg.norm(Mv)
-            return Mv / jnp.where(nrm > 0, nrm, 1.0), nrm
-
-        v0 = v0 / jnp.linalg.norm(v0)
-        return jax.lax.fori_loop(0, iterations, body, (v0, jnp.zeros((), P.dtype)))[1]
-
+    _check_pair(problem, particles)
+    geom = _geometry.get(geometry, problem.feature)
     P = particles.positions
-    return float(power(P, jax.random.normal(as_key(key), P.shape, P.dtype)))
+    v0 = jax.random.normal(as_key(key), P.shape, P.dtype)
+    return float(_power_iteration(problem, P, particles.weights, v0, geom, _uses_prox(problem, method),
+                                  check_int("iterations", iterations, minimum=1)))
+
+
+@functools.partial(jax.jit, static_argnames=("geometry", "prox", "iterations"))
+def _power_iteration(problem, P, w, v0, geometry, prox, iterations):
+    # Module level with the problem as an argument: one compilation per shape, not one per
+    # call (a sweep asks for the default step of every seed).
+    geom = geometry.resolve(problem)
+
+    def velocity(Q):
+        return problem.value_and_velocity(Particles.unchecked(Q, w), smooth_only=prox)[1]
+
+    def body(_, carry):
+        v, _lam = carry
+        Mv = geom.precondition(problem.feature, P, jax.jvp(velocity, (P,), (v,))[1])
+        nrm = jnp.linalg.norm(Mv)
+        return Mv / jnp.where(nrm > 0, nrm, 1.0), nrm
+
+    v0 = v0 / jnp.linalg.norm(v0)
+    return jax.lax.fori_loop(0, iterations, body, (v0, jnp.zeros((), P.dtype)))[1]
 
 
 def default_step(problem: Problem, particles: Particles, *, method: str = "gd", geometry=None) -> float:
@@ -225,6 +260,7 @@ def default_step(problem: Problem, particles: Particles, *, method: str = "gd", 
     initial particles and the geometry's bound over the whole run, when it has one
     (``Geometry.curvature_bound``: at μ0 some curvature may be invisible, e.g. along the
     positions of zero-weight particles)."""
+    _check_pair(problem, particles)
     L = curvature(problem, particles, method=method, geometry=geometry)
     bound = _geometry.get(geometry, problem.feature).curvature_bound(
         problem, particles, smooth_only=_uses_prox(problem, method))
@@ -236,15 +272,20 @@ def default_step(problem: Problem, particles: Particles, *, method: str = "gd", 
     return 1.0 / L
 
 
-def _validate(problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype):
+def _check_pair(problem, particles):
     if not isinstance(problem, Problem):
         raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
     if not isinstance(particles, Particles):
         raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
-    check_choice("method", method, METHODS)
     if particles.dim != problem.feature.dim:
         raise ValidationError(
             f"particles have dimension p={particles.dim} but the feature {problem.feature.name} has dim={problem.feature.dim}")
+
+
+def _validate(problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype):
+    _check_pair(problem, particles)
+    check_choice("method", method, METHODS)
+    problem.feature.check_data(problem.data)  # e.g. a sampling grid too coarse for a kernel
     iterations = check_int("iterations", iterations, minimum=1)
     if step is not None:
         step = check_real("step", step, positive=True)
@@ -268,7 +309,14 @@ def _validate(problem, particles, method, step, iterations, batch_size, snapshot
     if history_every is None:
         history_every = max(1, iterations // 1000)
     history_every = min(check_int("history_every", history_every, minimum=1), iterations)
-    check_choice("dtype", str(jnp.dtype(dtype)) if not isinstance(dtype, str) else dtype, ("float32", "float64"))
+    try:
+        name = dtype if isinstance(dtype, str) else str(jnp.dtype(dtype))
+    except TypeError:
+        name = dtype
+    check_choice("dtype", name, ("float32", "float64"))
+    m, p = particles.positions.shape
+    check_memory(f"{snapshots} position snapshots of m={m} particles in R^{p}", (snapshots + 4) * m * p * 8,
+                 "lower snapshots= or m")
     return iterations, step, batch_size, snapshots, history_every
 
 
@@ -295,6 +343,12 @@ def _divergence(res: Result, step: float) -> DivergenceError | None:
     bad = int(res.diverged_at)
     if bad < 0:
         return None
+    if not math.isfinite(float(res.last_objective)):  # no finite state at all: not a step issue
+        return DivergenceError(
+            f"the objective is non-finite at the initial particles ({res.method}, iteration {bad}): no step "
+            "size can help; check the feature, the loss, the data and the initialization for values "
+            "outside their domain (log or sqrt of negatives, overflow)",
+            iteration=bad, last_objective=float(res.last_objective), result=res)
     return DivergenceError(
         f"{res.method} diverged at iteration {bad} of {res.iterations}: the objective or a position became "
         f"non-finite (last finite objective {float(res.last_objective):.6g}). Try a smaller step "
@@ -341,6 +395,22 @@ def _run_many(problems, particles, steps, keys, config, shared_problem):
 _run_many_jit = jax.jit(_run_many, static_argnames=("config", "shared_problem"))
 
 
+def _check_stackable(problems):
+    """solve_batch stacks the problems' arrays: one pytree structure, equal shapes."""
+    ref = jax.tree_util.tree_structure(problems[0])
+    ref_leaves = jax.tree_util.tree_leaves(problems[0])
+    for i, pr in enumerate(problems[1:], 1):
+        if jax.tree_util.tree_structure(pr) != ref:
+            raise ValidationError(
+                f"problems[{i}] differs from problems[0] in its feature, loss, regularizer or kind of data; "
+                "solve_batch needs problems of identical structure (run the others with mf.solve)")
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(pr), ref_leaves):
+            if np.shape(a) != np.shape(b):
+                raise ValidationError(
+                    f"problems[{i}]{jax.tree_util.keystr(path)} has shape {np.shape(a)} but problems[0] has "
+                    f"{np.shape(b)}; solve_batch stacks the problems' arrays, so they need equal sizes")
+
+
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -360,6 +430,9 @@ def solve_batch(problems, particles, method: str = "gd", step=None, iterations: 
 
     A diverging run does not stop the others: its Result has ``diverged_at >= 0``.
     """
+    if isinstance(particles, Particles) or not hasattr(particles, "__iter__"):
+        raise InputTypeError(f"particles must be a sequence of mf.Particles (one per run), got "
+                             f"{type(particles).__name__}; for a single run use mf.solve")
     particles = list(particles)
     shared = isinstance(problems, Problem)
     problems_list = [problems] * len(particles) if shared else list(problems)
@@ -374,6 +447,8 @@ def solve_batch(problems, particles, method: str = "gd", step=None, iterations: 
     prepared = [_prepare(pr, pa, method, st, iterations, batch_size, k, geometry, history_every, snapshots, dtype)
                 for pr, pa, st, k in zip(problems_list, particles, steps, keys)]
     config = prepared[0][4]
+    if not shared:
+        _check_stackable([p[0] for p in prepared])
     m_max = max(p.m for p in particles)
     padded = []
     for _, pa, *_ in prepared:
