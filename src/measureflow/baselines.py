@@ -12,6 +12,7 @@ KKT stopping test (V = λ|a|), or by L-BFGS (logistic loss, smooth V).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +46,23 @@ def design_matrix(problem: Problem, particles: Particles) -> np.ndarray:
     if c is None:
         raise ValidationError(f"the random-features baseline optimizes the weight coordinate, but {feat.name} declares none")
     X = problem.data.evaluation_set().X
-    P = particles.positions
-    Phi1 = feat.matrix(P.at[:, c].set(1.0), X)
-    Phi2 = feat.matrix(P.at[:, c].set(2.0), X)
+    Phi1, Phi2 = _unit_matrices(feat, particles.positions, X, c)
     if not np.allclose(np.asarray(Phi2), 2 * np.asarray(Phi1), rtol=1e-9, atol=1e-12):
         raise ValidationError(f"{feat.name} is not linear in its weight coordinate {c}; the random-features baseline needs it")
     return np.asarray(Phi1).T * np.asarray(particles.weights)[None, :]
+
+
+# Compiled once per shape: run eagerly, each operation would be compiled on its own (dozens
+# of compilations for every new m in a sweep).
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _unit_matrices(feature, P, X, c):
+    """φ at weight coordinate 1 and at 2 (the linearity check): two (m, n) matrices."""
+    return feature.matrix(P.at[:, c].set(1.0), X), feature.matrix(P.at[:, c].set(2.0), X)
+
+
+_objective = jax.jit(lambda problem, particles: problem.objective(particles))
+_smooth_velocity = jax.jit(
+    lambda problem, particles: problem.first_variation_grad(particles, particles.positions, smooth_only=True))
 
 
 def _with_weights(particles: Particles, c: int, a) -> Particles:
@@ -58,7 +70,7 @@ def _with_weights(particles: Particles, c: int, a) -> Particles:
 
 
 def _particle_grad(problem, particles):
-    return np.asarray(problem.first_variation_grad(particles, particles.positions, smooth_only=True))
+    return np.asarray(_smooth_velocity(problem, particles))
 
 
 def random_features(problem: Problem, particles: Particles, *, tol: float = 1e-10,
@@ -89,7 +101,7 @@ def random_features(problem: Problem, particles: Particles, *, tol: float = 1e-1
     else:
         raise ValidationError(f"no random-features solver for the regularizer {type(reg).__name__}")
     out = _with_weights(particles, c, a)
-    return BaselineResult(out, float(problem.objective(out)), _kkt(problem, out, c), its, solver)
+    return BaselineResult(out, float(_objective(problem, out)), _kkt(problem, out, c), its, solver)
 
 
 def _kkt(problem, particles, c) -> float:
