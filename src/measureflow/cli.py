@@ -83,6 +83,38 @@ def results_command(
     typer.echo(f"wrote {path}", err=True)
 
 
+# -- reproducing the figures (issue 5) ------------------------------------------------------
+
+@app.command("reproduce")
+def reproduce_command(
+    preset: str = typer.Option("quick", "--preset", help="quick (minutes on a laptop) or paper (full size)."),
+    only: list[str] = typer.Option(None, "--only", help="Run only this experiment (repeatable, or comma-separated): "
+                                   "excess_loss, trajectories, first_variation, mean_field_limit."),
+    out: str = typer.Option("results", "--out", help="Output directory (created if missing)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw (data, initializations, minibatches)."),
+    force: bool = typer.Option(False, "--force", help="Rerun experiments already up to date in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+):
+    """Run the experiments: figures (PNG, PDF), tables (CSV), config.json and report.md in --out."""
+    from .experiments.reproduce import reproduce
+
+    summary = reproduce(out, preset, only, seed, force=force, progress=progress)
+    for name in summary.skipped:
+        typer.echo(f"{name}: up to date, figures redrawn (--force reruns it)", err=True)
+    total = sum(summary.wall_time.values())
+    typer.echo(f"{len(summary.ran)} experiment(s) run in {total:.1f} s; report: {summary.report}", err=True)
+
+
+@app.command("plot")
+def plot_command(directory: str = typer.Argument(..., help="A directory written by `measureflow reproduce`.")):
+    """Redraw every figure in DIRECTORY (and report.md) from its saved tables alone."""
+    from .experiments.reproduce import plot_directory
+
+    figures = plot_directory(directory)
+    count = sum(len(paths) for paths in figures.values())
+    typer.echo(f"redrew {count} figure files for {', '.join(figures)} in {directory}", err=True)
+
+
 def run():
     """Entry point: run the app, turning measureflow errors into one-line messages."""
     from .errors import MeasureflowError

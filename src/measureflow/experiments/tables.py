@@ -15,6 +15,9 @@ import pandas as pd
 
 from ..errors import ValidationError
 
+# pandas ≥ 3 parses floats exactly by default (and deprecates the option)
+_EXACT = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
 
 def write_table(out_dir: str | pathlib.Path, name: str, table: pd.DataFrame | dict) -> pathlib.Path:
     """Write ``table`` (DataFrame or dict of columns) as ``out_dir/name.csv``."""
@@ -30,7 +33,7 @@ def read_table(out_dir: str | pathlib.Path, name: str) -> pd.DataFrame:
     path = pathlib.Path(out_dir) / f"{name}.csv"
     if not path.is_file():
         raise ValidationError(f"table {path} is missing: run `measureflow reproduce` for this experiment first")
-    return pd.read_csv(path, float_precision="round_trip")
+    return pd.read_csv(path, **_EXACT)
 
 
 def paths_table(iterations, snapshots: np.ndarray, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -1,0 +1,289 @@
+"""``measureflow reproduce``: run the named experiments and write, under ``DIR``,
+
+    DIR/<name>/*.csv          the numbers behind every figure (the experiment's tables)
+    DIR/<name>/*.png, *.pdf   the figures, drawn from those tables only
+    DIR/<name>/run.json       what was run: preset, parameters, seed, version, wall time
+    DIR/config.json           all of the above for every experiment in DIR
+    DIR/report.md             every figure with a one-paragraph reading of it
+
+An experiment is a module ``measureflow.experiments.<name>`` with ``NAME``, ``TITLE``,
+``PRESETS`` (name → JSON-able parameters), ``run(out_dir, params, seed, progress)``,
+``plot(out_dir) -> [paths]`` and ``summarize(out_dir) -> str``. An experiment whose
+``run.json`` already records the same parameters, seed and package version is not rerun
+(``force=True`` reruns it); its figures are redrawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import pathlib
+import time
+from typing import Callable
+
+from .._version import __version__
+from ..errors import ValidationError
+from ..validation import check_int
+
+#: The experiments, in report order (``excess_loss`` is imported only when used).
+EXPERIMENTS = ("excess_loss", "trajectories", "first_variation", "mean_field_limit")
+_CONTRACT = ("NAME", "TITLE", "PRESETS", "run", "plot", "summarize")
+RUN_RECORD = "run.json"
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+def _module_name(name: str) -> str:
+    return f"{__package__}.{name}"
+
+
+def _check_name(name) -> str:
+    if name not in EXPERIMENTS:
+        raise ValidationError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    return name
+
+
+def installed() -> list[str]:
+    """The registered experiments whose modules are present, in report order."""
+    return [n for n in EXPERIMENTS if importlib.util.find_spec(_module_name(n)) is not None]
+
+
+def load(name: str):
+    """The module of experiment ``name``, checked against the experiment contract."""
+    _check_name(name)
+    if importlib.util.find_spec(_module_name(name)) is None:
+        raise ValidationError(f"experiment {name!r} is registered but its module {_module_name(name)} is not installed")
+    module = importlib.import_module(_module_name(name))
+    missing = [a for a in _CONTRACT if not hasattr(module, a)]
+    if missing:
+        raise ValidationError(f"experiment module {module.__name__} lacks {', '.join(missing)}")
+    return module
+
+
+def select(only=None) -> list[str]:
+    """The experiments to run: ``only`` (names, or comma-separated strings), checked against
+    the registry, in report order; ``None``: every installed experiment."""
+    if not only:
+        return installed()
+    if isinstance(only, str):
+        only = [only]
+    names = [n.strip() for item in only for n in str(item).split(",") if n.strip()]
+    for n in names:
+        _check_name(n)
+    return [n for n in EXPERIMENTS if n in names]
+
+
+def resolve_params(names: list[str], preset: str, overrides: dict | None = None) -> dict[str, dict]:
+    """Each experiment's parameters for ``preset`` (``overrides[name]`` replaces them)."""
+    if not isinstance(preset, str):
+        raise ValidationError(f"preset must be a name such as 'quick', got {preset!r}")
+    overrides = overrides or {}
+    params = {}
+    for n in names:
+        module = load(n)
+        if n in overrides:
+            params[n] = overrides[n]
+        elif preset in module.PRESETS:
+            params[n] = module.PRESETS[preset]
+        else:
+            raise ValidationError(f"unknown preset {preset!r} for experiment {n!r}; its presets are "
+                                  f"{', '.join(module.PRESETS)}")
+    json.dumps(params)  # presets must be JSON-able (they go to config.json)
+    return params
+
+
+def check_out(out) -> pathlib.Path:
+    """``out`` as a directory path: it may not exist yet, but may not be a file."""
+    path = pathlib.Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValidationError(f"--out {str(out)!r} is a file, not a directory")
+    return path
+
+
+# -- progress -------------------------------------------------------------------------------
+
+class _Bars:
+    """Rich progress bars on stderr, one per experiment (no-op when disabled)."""
+
+    def __init__(self, names: list[str], enabled: bool):
+        self._progress, self._tasks = None, {}
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        for n in names:
+            self._tasks[n] = self._progress.add_task(n, total=None, start=False)
+
+    def __enter__(self):
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+
+    def callback(self, name: str) -> Callable[[str, int, int], None]:
+        if self._progress is None:
+            return lambda description, completed, total: None
+        task = self._tasks[name]
+        self._progress.start_task(task)
+
+        def update(description: str, completed: int, total: int):
+            self._progress.update(task, description=description, completed=completed, total=total)
+
+        return update
+
+    def finish(self, name: str, note: str):
+        if self._progress is not None:
+            task = self._tasks[name]
+            total = self._progress.tasks[task].total or 1
+            self._progress.start_task(task)
+            self._progress.update(task, description=f"{name}: {note}", completed=total, total=total)
+
+
+# -- running --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What ``reproduce`` did: ``ran`` and ``skipped`` experiments, ``figures`` per
+    experiment, ``wall_time`` (s) per experiment run now, and the report path."""
+
+    out: pathlib.Path
+    ran: tuple
+    skipped: tuple
+    figures: dict
+    wall_time: dict
+    report: pathlib.Path
+
+
+def _record(params: dict, seed: int, preset: str) -> dict:
+    return {"preset": preset, "params": params, "seed": seed, "version": __version__}
+
+
+def _read_record(exp_dir: pathlib.Path) -> dict | None:
+    try:
+        return json.loads((exp_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _up_to_date(exp_dir: pathlib.Path, wanted: dict) -> bool:
+    rec = _read_record(exp_dir)
+    return rec is not None and all(rec.get(k) == v for k, v in wanted.items() if k != "preset")
+
+
+def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *, params: dict | None = None,
+              force: bool = False, progress: bool = False) -> Summary:
+    """Run the selected experiments into ``out`` (see the module docstring).
+
+    preset   a preset name every selected experiment defines ("quick", "paper")
+    only     experiment names (default: all installed)
+    params   {name: parameters} replacing the preset for those experiments
+    force    rerun experiments whose ``run.json`` says they are up to date
+    progress show rich progress bars on stderr
+    """
+    out = check_out(out)
+    seed = check_int("seed", seed, minimum=0)
+    names = select(only)
+    if not names:
+        raise ValidationError("no experiment to run: none of the registered experiments is installed")
+    params_by_name = resolve_params(names, preset, params)  # every check before any work
+    out.mkdir(parents=True, exist_ok=True)
+    ran, skipped, figures, wall = [], [], {}, {}
+    with _Bars(names, progress) as bars:
+        for name in names:
+            module = load(name)
+            exp_dir = out / name
+            wanted = _record(params_by_name[name], seed, preset)
+            if not force and _up_to_date(exp_dir, wanted):
+                skipped.append(name)
+                figures[name] = module.plot(exp_dir)
+                bars.finish(name, "up to date (not rerun)")
+                continue
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            (exp_dir / RUN_RECORD).unlink(missing_ok=True)  # a crash leaves no stale record
+            start = time.perf_counter()
+            module.run(exp_dir, params_by_name[name], seed, bars.callback(name))
+            wall[name] = time.perf_counter() - start
+            (exp_dir / RUN_RECORD).write_text(json.dumps({**wanted, "wall_time_s": round(wall[name], 2)}, indent=2))
+            figures[name] = module.plot(exp_dir)
+            ran.append(name)
+            bars.finish(name, f"done in {wall[name]:.0f} s")
+    write_config(out, seed=seed, preset=preset)
+    report = write_report(out, figures)
+    return Summary(out, tuple(ran), tuple(skipped), figures, wall, report)
+
+
+def present(out) -> list[str]:
+    """The experiments that have a completed run (``run.json``) under ``out``."""
+    out = pathlib.Path(out)
+    return [n for n in EXPERIMENTS if (out / n / RUN_RECORD).is_file()]
+
+
+def plot_directory(out) -> dict[str, list[pathlib.Path]]:
+    """Redraw every figure under ``out`` from its saved tables alone, and the report."""
+    out = pathlib.Path(out)
+    if not out.is_dir():
+        raise ValidationError(f"{str(out)!r} is not a directory written by `measureflow reproduce`")
+    names = present(out)
+    if not names:
+        raise ValidationError(f"{str(out)!r} holds no reproduced experiment (no <name>/{RUN_RECORD}); "
+                              f"run `measureflow reproduce --out {out}` first")
+    figures = {n: load(n).plot(out / n) for n in names}
+    write_report(out, figures)
+    return figures
+
+
+# -- config.json and report.md --------------------------------------------------------------
+
+def _versions() -> dict:
+    import platform
+
+    import jax
+    import matplotlib
+    import numpy
+
+    return {"measureflow": __version__, "python": platform.python_version(), "jax": jax.__version__,
+            "numpy": numpy.__version__, "matplotlib": matplotlib.__version__}
+
+
+def write_config(out, *, seed: int, preset: str) -> pathlib.Path:
+    """``out/config.json``: the last invocation's preset and seed, package versions, and
+    each present experiment's record (preset, exact parameters, seed, wall time)."""
+    out = pathlib.Path(out)
+    config = {"preset": preset, "seed": seed, "versions": _versions(),
+              "experiments": {n: _read_record(out / n) for n in present(out)}}
+    path = out / "config.json"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def write_report(out, figures: dict[str, list[pathlib.Path]]) -> pathlib.Path:
+    """``out/report.md``: for each experiment, its heading, reading and figures (PNG shown,
+    PDF linked), plus a table of what was run."""
+    out = pathlib.Path(out)
+    lines = ["# measureflow: reproduced figures", "",
+             f"measureflow {__version__}. Regenerate the figures from the tables with "
+             f"`measureflow plot {out}`; the exact parameters are in `config.json`.", "",
+             "| experiment | preset | seed | wall time (s) |", "|---|---|---|---|"]
+    for n in figures:
+        rec = _read_record(out / n) or {}
+        lines.append(f"| {n} | {rec.get('preset', '?')} | {rec.get('seed', '?')} | {rec.get('wall_time_s', '?')} |")
+    for n, paths in figures.items():
+        module = load(n)
+        lines += ["", f"## {module.TITLE}", "", module.summarize(out / n), ""]
+        for p in paths:
+            rel = f"{n}/{pathlib.Path(p).name}"  # relative to report.md
+            if rel.endswith(".png"):
+                lines.append(f"![{module.TITLE}: {pathlib.Path(p).stem}]({rel})")
+            elif rel.endswith(".pdf"):
+                lines += ["", f"[{pathlib.Path(p).name} (PDF)]({rel})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path

@@ -1,0 +1,232 @@
+"""`measureflow reproduce` / `measureflow plot`: the experiments write their tables, the
+figures are redrawn byte-identically from the tables alone, report.md lists every figure,
+bad input is a one-line error; the Wasserstein distance against closed forms."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import measureflow as mf
+from measureflow.experiments import reproduce as rp
+from measureflow.experiments.mean_field_limit import wasserstein
+
+MINE = ["trajectories", "first_variation", "mean_field_limit"]
+CLI = [sys.executable, "-c", "from measureflow.cli import run; run()"]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+# -- Wasserstein distance against closed forms ---------------------------------------------
+
+def quantile_w2(x, a, y, b):
+    """W2 of two 1-D measures from their quantile functions: ∫₀¹ |F⁻¹(u) − G⁻¹(u)|² du,
+    integrated exactly over the merged breakpoints of the two cumulative mass functions."""
+    ix, iy = np.argsort(x), np.argsort(y)
+    x, a, y, b = x[ix], a[ix] / a.sum(), y[iy], b[iy] / b.sum()
+    ca, cb = np.cumsum(a), np.cumsum(b)
+    u = np.unique(np.concatenate([[0.0], ca, cb]))
+    u = u[u <= 1.0]
+    mids = (u[:-1] + u[1:]) / 2
+    qx = x[np.minimum(np.searchsorted(ca, mids), len(x) - 1)]
+    qy = y[np.minimum(np.searchsorted(cb, mids), len(y) - 1)]
+    return float(np.sqrt(np.sum(np.diff(u) * (qx - qy) ** 2)))
+
+
+def test_wasserstein_1d_equal_masses_is_sorted_matching():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=40), rng.uniform(-1, 3, size=40)
+    expected = np.sqrt(np.mean((np.sort(x) - np.sort(y)) ** 2))
+    assert wasserstein(x, y) == pytest.approx(expected, rel=1e-10)
+
+
+def test_wasserstein_1d_unequal_masses_and_sizes_matches_quantiles():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=17), rng.normal(1.0, 2.0, size=29)
+    a, b = rng.uniform(0.1, 1, 17), rng.uniform(0.1, 1, 29)
+    a, b = a / a.sum(), b / b.sum()
+    assert wasserstein(x, y, a, b) == pytest.approx(quantile_w2(x, a, y, b), rel=1e-9)
+
+
+def test_wasserstein_shift_scale_equal_and_split():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 3))
+    c = np.array([0.3, -1.2, 0.5])
+    assert wasserstein(X, X + c) == pytest.approx(np.linalg.norm(c), rel=1e-10)  # a translation costs |c|
+    assert wasserstein(X, X) == pytest.approx(0.0, abs=1e-12)
+    # scaling about the mean in 1-D: W2(x, λx) = |λ − 1| · ‖x‖ (sorted matching stays the identity)
+    x = rng.normal(size=25)
+    assert wasserstein(x, 3.0 * x) == pytest.approx(2.0 * np.sqrt(np.mean(x**2)), rel=1e-10)
+    # splitting every particle in two with half its mass is the same measure
+    Y = rng.normal(size=(20, 3)) + 1.0
+    w = rng.uniform(0.5, 1.5, 20)
+    w /= w.sum()
+    base = wasserstein(X, Y, None, w)
+    assert wasserstein(X, np.vstack([Y, Y]), None, np.concatenate([w, w]) / 2) == pytest.approx(base, rel=1e-10)
+    assert wasserstein(np.vstack([X, X]), Y, None, w) == pytest.approx(base, rel=1e-10)
+
+
+def test_wasserstein_periodic_coordinate_and_errors():
+    # on the circle, 0.05 and 0.95 are 0.1 apart
+    assert wasserstein([[0.0, 0.05]], [[0.0, 0.95]], periodic=[False, True]) == pytest.approx(0.1)
+    assert wasserstein([[0.0, 0.05]], [[0.0, 0.95]]) == pytest.approx(0.9)
+    with pytest.raises(mf.ValidationError, match="total masses"):
+        wasserstein([0.0, 1.0], [0.0], [0.5, 0.5], [2.0])
+    with pytest.raises(mf.ValidationError, match="shapes"):
+        wasserstein(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+# -- registry and input errors ----------------------------------------------------------------
+
+def test_registry_lists_every_experiment_and_checks_names(tmp_path):
+    assert rp.EXPERIMENTS == ("excess_loss", "trajectories", "first_variation", "mean_field_limit")
+    assert rp.select("trajectories,mean_field_limit") == ["trajectories", "mean_field_limit"]
+    for name in MINE:
+        module = rp.load(name)
+        assert module.NAME == name and {"quick", "paper"} <= set(module.PRESETS)
+        json.dumps(module.PRESETS)
+    with pytest.raises(mf.ValidationError, match="unknown experiment 'nope'"):
+        rp.select(["nope"])
+    with pytest.raises(mf.ValidationError, match="unknown preset 'huge'"):
+        rp.reproduce(tmp_path / "o", "huge", only=["trajectories"])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(mf.ValidationError, match="is a file"):
+        rp.reproduce(tmp_path / "file", "test", only=["trajectories"])
+    assert not (tmp_path / "o").exists()  # nothing written before the checks pass
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
+    (["reproduce", "--preset", "huge", "--only", "trajectories"], "unknown preset 'huge'"),
+    (["reproduce", "--out", "{file}", "--only", "trajectories"], "is a file, not a directory"),
+    (["plot", "{empty}"], "holds no reproduced experiment"),
+    (["plot", "{missing}"], "is not a directory"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
+    from measureflow.cli import run
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    paths = {"file": tmp_path / "file", "empty": tmp_path / "empty", "missing": tmp_path / "missing"}
+    monkeypatch.setattr(sys, "argv", ["measureflow"] + [a.format(**paths) for a in args])
+    with pytest.raises(SystemExit) as exit_info:
+        run()  # the console script's entry point, in process
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+# -- end to end (tiny "test" preset) --------------------------------------------------------
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    summary = rp.reproduce(out, "test", only=MINE, seed=0)
+    return out, summary
+
+
+EXPECTED_TABLES = {
+    "trajectories": ["deconvolution_paths", "deconvolution_history", "deconvolution_truth", "deconvolution_signal",
+                     "deconvolution_recovered", "relu_gd_paths", "relu_gd_history", "relu_gd_teacher",
+                     "relu_sgd_paths", "relu_sgd_history", "relu_sgd_teacher", "metrics"],
+    "first_variation": ["panels", "grid", "support", "marks"],
+    "mean_field_limit": ["distances", "rates", "setup", "objective"],
+}
+
+
+def test_every_experiment_writes_tables_figures_and_config(reproduced):
+    import pandas as pd
+
+    out, summary = reproduced
+    assert summary.ran == tuple(MINE) and summary.skipped == ()
+    for name in MINE:
+        for table in EXPECTED_TABLES[name]:
+            df = pd.read_csv(out / name / f"{table}.csv")
+            assert len(df) > 0 and np.all(np.isfinite(df.select_dtypes("number").to_numpy())), (name, table)
+        figs = summary.figures[name]
+        assert figs and {p.suffix for p in figs} == {".png", ".pdf"}
+        assert all(p.stat().st_size > 1000 for p in figs)
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 0 and config["versions"]["measureflow"] == mf.__version__
+    for name in MINE:
+        rec = config["experiments"][name]
+        assert rec["params"] == rp.load(name).PRESETS["test"] and rec["seed"] == 0 and rec["wall_time_s"] > 0
+
+
+def test_report_lists_every_figure_with_a_reading(reproduced):
+    out, summary = reproduced
+    report = (out / "report.md").read_text()
+    for name in MINE:
+        assert f"## {rp.load(name).TITLE}" in report
+        for p in summary.figures[name]:
+            assert f"({name}/{p.name})" in report
+    # the readings carry numbers from the tables
+    metrics = __import__("pandas").read_csv(out / "trajectories" / "metrics.csv")
+    gap = metrics[(metrics.run == "deconvolution") & (metrics.metric == "duality_gap")].value.iloc[0]
+    assert f"{gap:.2e}" in report
+
+
+def test_tables_hold_what_the_figures_claim(reproduced):
+    import pandas as pd
+
+    out, _ = reproduced
+    d = pd.read_csv(out / "mean_field_limit" / "distances.csv")
+    rates = pd.read_csv(out / "mean_field_limit" / "rates.csv")
+    # every (problem, time) has one fitted rate, equal to the least-squares slope of the medians
+    for (problem, it), g in d.groupby(["problem", "iteration"]):
+        med = g.groupby("m")["w2"].median()
+        slope = np.polyfit(np.log(med.index), np.log(med.to_numpy()), 1)[0]
+        row = rates[(rates.problem == problem) & (rates.iteration == it)]
+        assert row.slope.iloc[0] == pytest.approx(slope, rel=1e-9)
+    # the first-variation grid is F'(μ0) itself: at r = 0 the spikes' F' vanishes
+    grid = pd.read_csv(out / "first_variation" / "grid.csv")
+    support = pd.read_csv(out / "first_variation" / "support.csv")
+    assert np.allclose(support[support.panel == "spikes"].value, 0.0, atol=1e-12)
+    relu = support[support.panel == "relu"]
+    assert np.allclose(np.hypot(relu.x, relu.y), 1.0)  # the unit circle of supp μ0
+    # 2-homogeneity: the derivative across the unit sphere is 2F'
+    assert np.allclose(relu.normal_derivative, 2 * relu.value, atol=1e-10)
+    assert set(grid.panel) == {"relu", "spikes"}
+
+
+def test_plot_redraws_identical_figures_from_tables_alone(reproduced, tmp_path):
+    import shutil
+
+    out, summary = reproduced
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = {p.relative_to(out): _digest(p) for paths in summary.figures.values() for p in paths}
+    for rel in before:
+        (copy / rel).unlink()
+    (copy / "report.md").unlink()
+    res = cli("plot", copy)  # a fresh process: nothing but the directory
+    assert res.returncode == 0, res.stderr
+    after = {rel: _digest(copy / rel) for rel in before}
+    assert after == before
+    assert (copy / "report.md").read_text() == (out / "report.md").read_text().replace(str(out), str(copy))
+
+
+def test_rerun_skips_up_to_date_experiments(reproduced, monkeypatch):
+    out, _ = reproduced
+    class Rerun(Exception):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise Rerun
+
+    monkeypatch.setattr(rp.load("first_variation"), "run", refuse)
+    summary = rp.reproduce(out, "test", only=["first_variation"], seed=0)
+    assert summary.skipped == ("first_variation",) and summary.ran == ()
+    with pytest.raises(Rerun):
+        rp.reproduce(out, "test", only=["first_variation"], seed=1)  # another seed is not up to date
