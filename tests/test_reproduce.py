@@ -132,7 +132,8 @@ def _digest(path):
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    summary = rp.reproduce(out, "test", only=MINE, seed=0)
+    # two worker processes: the experiments' time is mostly single-threaded compilation
+    summary = rp.reproduce(out, "test", only=MINE, seed=0, jobs=2)
     return out, summary
 
 

@@ -93,12 +93,13 @@ def reproduce_command(
     out: str = typer.Option("results", "--out", help="Output directory (created if missing)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw (data, initializations, minibatches)."),
     force: bool = typer.Option(False, "--force", help="Rerun experiments already up to date in --out."),
+    jobs: int = typer.Option(1, "--jobs", help="Experiments run side by side, each in its own process."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ):
     """Run the experiments: figures (PNG, PDF), tables (CSV), config.json and report.md in --out."""
     from .experiments.reproduce import reproduce
 
-    summary = reproduce(out, preset, only, seed, force=force, progress=progress)
+    summary = reproduce(out, preset, only, seed, force=force, progress=progress, jobs=jobs)
     for name in summary.skipped:
         typer.echo(f"{name}: up to date, figures redrawn (--force reruns it)", err=True)
     total = sum(summary.wall_time.values())

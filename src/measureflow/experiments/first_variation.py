@@ -247,8 +247,9 @@ def summarize(out_dir: pathlib.Path) -> str:
                 f"{info['title']}: F'(μ0) ranges over [{g.min():.3g}, {g.max():.3g}] on the slice and over "
                 f"[{v.min():.3g}, {v.max():.3g}] on the unit circle where supp μ0 meets it, with its minimum at "
                 f"(s, a) = ({s['x'].iloc[i]:.2f}, {s['y'].iloc[i]:.2f}); the level lines are those of a 2-homogeneous "
-                f"function (F' = |θ|² F'(θ/|θ|)), so the sign of F' depends on the direction only, and the circle, "
-                f"like the whole sphere, holds particles in every direction: μ0 has mass wherever adding mass lowers F.")
+                f"function (F' = |θ|² F'(θ/|θ|)), so the sign of F' depends on the direction only; the unit sphere that "
+                f"carries μ0 (drawn: its great circle in this plane) meets every direction, so μ0 has mass in every "
+                f"cone where adding mass lowers F.")
         else:
             d = s["normal_derivative"].to_numpy()
             lam = float(info["lam"])

@@ -43,9 +43,9 @@ PRESETS = {
     },
     "quick": {
         "network": {"teacher_units": 3, "train_size": 300, "particles": [16, 32, 64, 128, 256],
-                    "reference": 4096, "draws": 3, "segment": 200, "segments": 3},
+                    "reference": 4096, "draws": 3, "segment": 100, "segments": 3},
         "deconvolution": {"spikes": 3, "cutoff": 8, "lam": 1.0, "particles": [16, 32, 64, 128, 256],
-                          "reference": 4096, "draws": 3, "segment": 250, "segments": 3},
+                          "reference": 4096, "draws": 3, "segment": 50, "segments": 3},
     },
     "paper": {
         "network": {"teacher_units": 3, "train_size": 1000, "particles": [16, 32, 64, 128, 256, 512, 1024],

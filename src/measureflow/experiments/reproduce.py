@@ -10,16 +10,21 @@ An experiment is a module ``measureflow.experiments.<name>`` with ``NAME``, ``TI
 ``PRESETS`` (name → JSON-able parameters), ``run(out_dir, params, seed, progress)``,
 ``plot(out_dir) -> [paths]`` and ``summarize(out_dir) -> str``. An experiment whose
 ``run.json`` already records the same parameters, seed and package version is not rerun
-(``force=True`` reruns it); its figures are redrawn.
+(``force=True`` reruns it); its figures are redrawn. With ``jobs > 1`` the experiments run
+side by side in fresh worker processes (most of their time is single-threaded compilation);
+the figures are drawn in this process.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import importlib
 import importlib.util
 import json
+import multiprocessing
 import pathlib
+import threading
 import time
 from typing import Callable
 
@@ -139,6 +144,11 @@ class _Bars:
 
         return update
 
+    def update(self, name: str, description: str, completed: int, total: int):
+        if self._progress is not None:
+            self._progress.start_task(self._tasks[name])
+            self._progress.update(self._tasks[name], description=description, completed=completed, total=total)
+
     def finish(self, name: str, note: str):
         if self._progress is not None:
             task = self._tasks[name]
@@ -178,8 +188,61 @@ def _up_to_date(exp_dir: pathlib.Path, wanted: dict) -> bool:
     return rec is not None and all(rec.get(k) == v for k, v in wanted.items() if k != "preset")
 
 
+def _timed_run(name: str, exp_dir: pathlib.Path, params: dict, seed: int, progress) -> float:
+    """Run one experiment into ``exp_dir``; returns its wall time (s)."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / RUN_RECORD).unlink(missing_ok=True)  # a crash leaves no stale record
+    start = time.perf_counter()
+    load(name).run(exp_dir, params, seed, progress)
+    return time.perf_counter() - start
+
+
+_WORKER_QUEUE = None
+
+
+def _init_worker(queue):
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+    import measureflow  # noqa: F401  (float64 on, as in the parent)
+
+
+def _worker_run(name: str, exp_dir: str, params: dict, seed: int) -> float:
+    def progress(description, completed, total):
+        _WORKER_QUEUE.put((name, description, completed, total))
+
+    return _timed_run(name, pathlib.Path(exp_dir), params, seed, progress)
+
+
+def _run_parallel(todo: list[str], out: pathlib.Path, params: dict, seed: int, jobs: int, bars, done):
+    """Run the experiments ``todo`` in ``jobs`` spawned processes; ``done(name, wall)`` is
+    called in this process as each one finishes (in completion order)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+
+    def relay():
+        while (item := queue.get()) is not None:
+            bars.update(*item)
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    try:
+        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
+                                    initargs=(queue,)) as pool:
+            futures = {pool.submit(_worker_run, n, str(out / n), params[n], seed): n for n in todo}
+            try:
+                for fut in cf.as_completed(futures):
+                    done(futures[fut], fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    finally:
+        queue.put(None)
+        reader.join(timeout=5)
+
+
 def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *, params: dict | None = None,
-              force: bool = False, progress: bool = False) -> Summary:
+              force: bool = False, progress: bool = False, jobs: int = 1) -> Summary:
     """Run the selected experiments into ``out`` (see the module docstring).
 
     preset   a preset name every selected experiment defines ("quick", "paper")
@@ -187,37 +250,40 @@ def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *,
     params   {name: parameters} replacing the preset for those experiments
     force    rerun experiments whose ``run.json`` says they are up to date
     progress show rich progress bars on stderr
+    jobs     experiments run at the same time, each in its own process (1: in this one)
     """
     out = check_out(out)
     seed = check_int("seed", seed, minimum=0)
+    jobs = check_int("jobs", jobs, minimum=1)
     names = select(only)
     if not names:
         raise ValidationError("no experiment to run: none of the registered experiments is installed")
     params_by_name = resolve_params(names, preset, params)  # every check before any work
     out.mkdir(parents=True, exist_ok=True)
-    ran, skipped, figures, wall = [], [], {}, {}
+    records = {n: _record(params_by_name[n], seed, preset) for n in names}
+    skipped = [n for n in names if not force and _up_to_date(out / n, records[n])]
+    todo = [n for n in names if n not in skipped]
+    figures, wall = {}, {}
     with _Bars(names, progress) as bars:
-        for name in names:
-            module = load(name)
-            exp_dir = out / name
-            wanted = _record(params_by_name[name], seed, preset)
-            if not force and _up_to_date(exp_dir, wanted):
-                skipped.append(name)
-                figures[name] = module.plot(exp_dir)
-                bars.finish(name, "up to date (not rerun)")
-                continue
-            exp_dir.mkdir(parents=True, exist_ok=True)
-            (exp_dir / RUN_RECORD).unlink(missing_ok=True)  # a crash leaves no stale record
-            start = time.perf_counter()
-            module.run(exp_dir, params_by_name[name], seed, bars.callback(name))
-            wall[name] = time.perf_counter() - start
-            (exp_dir / RUN_RECORD).write_text(json.dumps({**wanted, "wall_time_s": round(wall[name], 2)}, indent=2))
-            figures[name] = module.plot(exp_dir)
-            ran.append(name)
-            bars.finish(name, f"done in {wall[name]:.0f} s")
+        def done(name: str, seconds: float):
+            wall[name] = seconds
+            (out / name / RUN_RECORD).write_text(json.dumps({**records[name], "wall_time_s": round(seconds, 2)},
+                                                            indent=2))
+            figures[name] = load(name).plot(out / name)
+            bars.finish(name, f"done in {seconds:.0f} s")
+
+        for name in skipped:
+            figures[name] = load(name).plot(out / name)
+            bars.finish(name, "up to date (not rerun)")
+        if jobs > 1 and len(todo) > 1:
+            _run_parallel(todo, out, params_by_name, seed, jobs, bars, done)
+        else:
+            for name in todo:
+                done(name, _timed_run(name, out / name, params_by_name[name], seed, bars.callback(name)))
+    figures = {n: figures[n] for n in names}  # report order
     write_config(out, seed=seed, preset=preset)
     report = write_report(out, figures)
-    return Summary(out, tuple(ran), tuple(skipped), figures, wall, report)
+    return Summary(out, tuple(todo), tuple(skipped), figures, wall, report)
 
 
 def present(out) -> list[str]:

@@ -27,6 +27,9 @@ def planar_paths(ax, paths: np.ndarray, signs: np.ndarray, *, teacher: np.ndarra
                    2-homogeneous unit is identified by its ray) and as stars at
                    ``teacher_scale`` × the point (the total the student particles on that ray
                    must carry: m/m0 for masses 1/m against 1/m0)
+
+    The frame fits the particles; a teacher star that falls outside it is drawn hollow
+    where its ray leaves the frame.
     """
     paths = np.asarray(paths, dtype=float)
     for i in range(paths.shape[1]):
@@ -34,20 +37,29 @@ def planar_paths(ax, paths: np.ndarray, signs: np.ndarray, *, teacher: np.ndarra
         ax.plot(paths[:, i, 0], paths[:, i, 1], color=c, lw=0.8, alpha=0.6)
         ax.plot(paths[-1, i, 0], paths[-1, i, 1], "o", color=c, ms=3.5)
     ax.plot(paths[0, :, 0], paths[0, :, 1], ".", color="0.5", ms=2.5, label="initialization μ0")
+    extent = 1.15 * max(np.abs(paths).max(), 1e-12)
+    outside = False
     if teacher is not None:
-        T = np.asarray(teacher, dtype=float)
-        extent = max(np.abs(paths).max(), np.abs(T * teacher_scale).max()) * 1.1
+        T = np.asarray(teacher, dtype=float) * teacher_scale
+        extent = max(extent, 1.1 * min(np.abs(T).max(), 2.0 * extent))  # stars up to twice the particles' reach
         for k in range(len(T)):
             c = _sign_color(teacher_signs[k])
-            u = T[k] / max(np.linalg.norm(T[k]), 1e-300)
+            reach = np.abs(T[k]).max()
+            u = T[k] / max(reach, 1e-300)  # the ray, scaled to reach the frame's edge at 1
             ax.plot([0, extent * u[0]], [0, extent * u[1]], ls="--", color=c, lw=0.8, alpha=0.7)
-            ax.plot(*(teacher_scale * T[k]), "*", color=c, ms=12, mec="k", mew=0.6)
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
+            if reach <= extent:
+                ax.plot(*T[k], "*", color=c, ms=12, mec="k", mew=0.6)
+            else:
+                outside = True
+                ax.plot(*(0.97 * extent * u), "*", mfc="none", mec=c, ms=12, mew=1.2)
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
     ax.plot([], [], "-", color=POSITIVE, label="particle, a > 0")
     ax.plot([], [], "-", color=NEGATIVE, label="particle, a < 0")
     if teacher is not None:
         ax.plot([], [], "*", color="0.3", mec="k", ms=10, label="teacher unit (and its ray)")
+    if outside:
+        ax.plot([], [], "*", mfc="none", mec="0.3", ms=10, label="teacher unit beyond the frame")
     ax.axhline(0, color="0.85", lw=0.5, zorder=0)
     ax.axvline(0, color="0.85", lw=0.5, zorder=0)
     ax.set_aspect("equal")
