@@ -231,3 +231,17 @@ def test_rerun_skips_up_to_date_experiments(reproduced, monkeypatch):
     assert summary.skipped == ("first_variation",) and summary.ran == ()
     with pytest.raises(Rerun):
         rp.reproduce(out, "test", only=["first_variation"], seed=1)  # another seed is not up to date
+
+
+def test_aligned_fraction_weighs_units_by_their_scale():
+    from measureflow.experiments.trajectories import aligned_fraction
+
+    teacher = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]])  # (w, b, a): ray +x positive, ray +y negative
+    units = np.array([[2.0, 0.0, 1.0],     # on the positive ray, scale 2
+                      [0.0, 3.0, -1.0],    # on the negative ray, scale 3
+                      [0.0, 1.0, 5.0],     # on the negative ray but a > 0: not aligned, scale 5
+                      [1.0, 1.0, 1.0]])    # 45° off: not aligned, scale √2
+    assert aligned_fraction(units, teacher) == pytest.approx(5.0 / (10.0 + np.sqrt(2.0)))
+    assert aligned_fraction(units[:2], teacher) == pytest.approx(1.0)
+    rotated = np.array([[np.cos(np.radians(9)), np.sin(np.radians(9)), 1.0]])
+    assert aligned_fraction(rotated, teacher) == 1.0 and aligned_fraction(rotated, teacher, degrees=8) == 0.0

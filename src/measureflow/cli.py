@@ -124,7 +124,9 @@ def run():
         # standalone_mode=False returns a command's exit code (typer.Exit) instead of exiting
         code = app(standalone_mode=False)
     except MeasureflowError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # one line: multi-line messages (a YAML parser's context, with its caret line) joined
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and set(ln.strip()) != {"^"}]
+        typer.echo(f"error: {' | '.join(lines)}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -134,7 +136,13 @@ def run():
     except Exception as exc:
         # usage errors (click's, or the copy of click that typer vendors) show themselves
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+            message = " ".join(exc.format_message().split()) if hasattr(exc, "format_message") else ""
+            if message:  # one line, like measureflow's own errors
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                typer.echo(f"error: {message}{hint}", err=True)
+            else:  # e.g. no arguments: the help
+                exc.show()
             sys.exit(exc.exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputTypeError, SupportWarning
+from .errors import InputTypeError, SupportWarning, ValidationError
 from .features.base import Feature
 from .particles import Particles
-from .validation import check_int, check_real
+from .validation import check_int, check_memory, check_real
 
 
 def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Particles:
@@ -33,6 +33,7 @@ def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Parti
     if not isinstance(feature, Feature):
         raise InputTypeError(f"feature must be a measureflow Feature, got {feature!r}")
     m = check_int("m", m, minimum=1)
+    check_memory(f"m={m} particles in R^{feature.dim}", 3 * m * feature.dim * 8, "lower m")
     radius = check_real("radius", radius, positive=True)
     key = as_key(key)
     hom = feature.homogeneity
@@ -87,6 +88,13 @@ def check_support(feature: Feature, particles: Particles, *, warn: bool = True,
     partial: nonzero weights, or positions confined (a half-space of R^k, a proper
              affine subspace, or a gap in the torus wider than 2/m^(1/k) of the domain)
     """
+    if not isinstance(feature, Feature):
+        raise InputTypeError(f"feature must be a measureflow Feature, got {feature!r}")
+    if not isinstance(particles, Particles):
+        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
+    if particles.dim != feature.dim:
+        raise ValidationError(f"particles have dimension p={particles.dim} but the feature {feature.name} "
+                              f"has dim={feature.dim}")
     P = np.asarray(particles.positions, dtype=float)
     hom = feature.homogeneity
     problems = []

@@ -18,10 +18,12 @@ from .validation import check_choice
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-    """A loss ``fn(f, y) -> per-sample values``, convex and smooth in f."""
+    """A loss ``fn(f, y) -> per-sample values``, convex and smooth in f. ``labels``: the
+    values y must take (``None``: any real), checked against the data by ``Problem``."""
 
     fn: Callable
     name: str = "custom"
+    labels: tuple | None = None
 
     def __post_init__(self):
         if not callable(self.fn):
@@ -48,7 +50,7 @@ def _logistic(f, y):
 square = Loss(_square, "square")
 """ℓ(f, y) = ½ (f − y)²."""
 
-logistic = Loss(_logistic, "logistic")
+logistic = Loss(_logistic, "logistic", labels=(-1.0, 1.0))
 """ℓ(f, y) = log(1 + exp(−y f)), labels y ∈ {−1, +1}."""
 
 _BUILTIN = {"square": square, "logistic": logistic}

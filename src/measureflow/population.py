@@ -104,3 +104,29 @@ def square_risk(K_ss, K_st, K_tt, w, c, noise=0.0):
     features; w (m,) and c (k,) the masses of student and teacher particles.
     """
     return 0.5 * (w @ K_ss @ w - 2.0 * w @ K_st @ c + c @ K_tt @ c) + 0.5 * noise**2
+
+
+#: Rows of the first argument per block in :func:`quadratic_form` target about this many
+#: kernel entries (a few MiB), so no m × m matrix is held for large m.
+BLOCK_ENTRIES = 1 << 20
+
+
+def quadratic_form(kernel, A: jax.Array, a: jax.Array, B: jax.Array, b: jax.Array) -> jax.Array:
+    """aᵀ K(A, B) b = Σ_ij a_i b_j K(A_i, B_j) for A (m, p), B (k, p), a (m,), b (k,) and a
+    kernel (A, B) → (m, k), evaluated over blocks of rows of A when m·k is large (memory
+    O(block · k), never the m × k matrix; each block is recomputed, not stored, under
+    reverse-mode differentiation)."""
+    m, k = A.shape[0], B.shape[0]
+    rows = max(1, BLOCK_ENTRIES // max(k, 1))
+    if m <= 2 * rows:
+        return a @ kernel(A, B) @ b
+    nb = -(-m // rows)
+    pad = nb * rows - m
+    Ab = jnp.pad(A, ((0, pad), (0, 0)), mode="edge").reshape(nb, rows, A.shape[1])
+    ab = jnp.pad(a, (0, pad)).reshape(nb, rows)  # padding rows weigh 0
+
+    @jax.checkpoint
+    def block(Ak, ak):
+        return ak @ kernel(Ak, B) @ b
+
+    return jax.lax.scan(lambda acc, blk: (acc + block(*blk), None), jnp.zeros((), A.dtype), (Ab, ab))[0]

@@ -5,20 +5,60 @@
     F'(μ)(θ) = Σ_j s_j ∂₁ℓ(f_μ(x_j), y_j) φ(θ, x_j) + V(θ)
 
 The particle velocity of the mean-field flow is ∇_θ F'(μ)(θ_i) = (1/w_i) ∇_{θ_i} F.
+
+The loss is a sum over samples, so predictions, risks and velocities are accumulated
+over blocks of samples (:data:`BLOCK_ENTRIES`): the m × n feature matrix is never held
+whole, and each m × B block stays in cache between the matmul that makes it and the one
+that uses it (several times faster than whole-matrix passes at m·n ≳ 10⁶).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import losses as _losses
 from . import regularizers as _regs
 from ._pytree import pytree_dataclass, static_field
 from .data.base import Dataset, Sampler
-from .errors import InputTypeError, ValidationError
+from .errors import InputTypeError, MeasureflowError, ValidationError
 from .features.base import Feature
 from .particles import Particles
+
+#: About this many (particle, sample) entries per block of samples (a few MiB: cache-sized).
+BLOCK_ENTRIES = 1 << 18
+_MIN_BLOCK = 16
+
+
+def block_size(m: int, n: int) -> int | None:
+    """Samples per block for m particles and n samples (a power of two ≥ 16), or ``None``
+    for one block: when n is under four blocks (splitting would only repeat the per-particle
+    work of ``feature.matrix``, e.g. a kernel's Fourier factors, for little memory saved)."""
+    B = max(_MIN_BLOCK, BLOCK_ENTRIES // max(m, 1))
+    B = 1 << (B.bit_length() - 1)
+    return None if n < 4 * B else B
+
+
+def _blocks(B: int, a, mode: str = "edge"):
+    """An (n, ...) array padded to a multiple of B rows (repeating its last row, or with
+    zeros) and reshaped (n/B, B, ...)."""
+    n = a.shape[0]
+    nb = -(-n // B)
+    return jnp.pad(a, [(0, nb * B - n)] + [(0, 0)] * (a.ndim - 1), mode=mode).reshape((nb, B) + a.shape[1:])
+
+
+def sum_over_samples(fn, m: int, X, y, s):
+    """Σ_k fn(X_k, y_k, s_k) over blocks of samples (a pytree of sums). Padding samples
+    repeat the last sample with weight s = 0, so fn must weight each sample's
+    contribution by s (as every risk and its gradient do)."""
+    B = block_size(m, X.shape[0])
+    if B is None:
+        return fn(X, y, s)
+    Xb, yb, sb = _blocks(B, X), _blocks(B, y), _blocks(B, s, "constant")
+    zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(fn, Xb[0], yb[0], sb[0]))
+    add = lambda acc, blk: (jax.tree_util.tree_map(jnp.add, acc, fn(*blk)), None)  # noqa: E731
+    return jax.lax.scan(add, zero, (Xb, yb, sb))[0]
 
 
 @pytree_dataclass
@@ -47,6 +87,29 @@ class Problem:
         object.__setattr__(self, "loss", _losses.get(loss))
         object.__setattr__(self, "regularizer", _regs.get(regularizer).for_feature(feature))
         object.__setattr__(self, "data", data)
+        _check_callables(self)
+
+    def check_labels(self) -> None:
+        """Raise a ValidationError unless the targets are labels the loss accepts
+        (logistic: y ∈ {−1, +1}; a sampler is checked on a small draw). The solvers call
+        it before any work."""
+        _check_labels(self.loss, self.data)
+
+    def _check(self, particles, X=None, thetas=None):
+        """Shape checks (static, so free under tracing): a clear error instead of one from
+        deep inside a matrix product."""
+        p, name = self.feature.dim, self.feature.name
+        if not isinstance(particles, Particles):
+            raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
+        if particles.positions.ndim != 2 or particles.positions.shape[1] != p:
+            raise ValidationError(f"particles have positions of shape {particles.positions.shape}, but the "
+                                  f"feature {name} needs (m, {p})")
+        if thetas is not None and (jnp.ndim(thetas) != 2 or jnp.shape(thetas)[1] != p):
+            raise ValidationError(f"thetas has shape {jnp.shape(thetas)}, but the feature {name} needs (k, {p})")
+        d = self.data.input_dim
+        if X is not None and (jnp.ndim(X) != 2 or jnp.shape(X)[1] != d):
+            raise ValidationError(f"X has shape {jnp.shape(X)}, but the data and the feature {name} have "
+                                  f"inputs of dimension {d}: expected (n, {d})")
 
     # -- evaluation data ---------------------------------------------------------------
     def _batch(self, batch) -> Dataset:
@@ -56,11 +119,18 @@ class Problem:
     def predict(self, particles: Particles, X: jax.Array | None = None) -> jax.Array:
         """f_μ(x_j) for X (n, d) (default: the evaluation data); returns (n,)."""
         X = self._batch(None).X if X is None else jnp.asarray(X)
-        return particles.weights @ self.feature.matrix(particles.positions, X)
+        self._check(particles, X=X)
+        P, w = particles.positions, particles.weights
+        B = block_size(P.shape[0], X.shape[0])
+        if B is None:
+            return w @ self.feature.matrix(P, X)
+        Xb = _blocks(B, X)
+        return jax.lax.map(lambda Xk: w @ self.feature.matrix(P, Xk), Xb).reshape(-1)[: X.shape[0]]
 
     def risk(self, particles: Particles, batch: Dataset | None = None) -> jax.Array:
         """R(f_μ): exact population risk when the data source has one, else the sample
         average on ``batch`` / the evaluation data."""
+        self._check(particles)
         if batch is None:
             exact = self.data.exact_risk(self.feature, self.loss, particles)
             if exact is not None:
@@ -70,6 +140,7 @@ class Problem:
 
     def penalty(self, particles: Particles) -> jax.Array:
         """∫V dμ = Σ_i w_i V(θ_i)."""
+        self._check(particles)
         return particles.weights @ jax.vmap(self.regularizer.value)(particles.positions)
 
     def objective(self, particles: Particles, batch: Dataset | None = None) -> jax.Array:
@@ -85,6 +156,7 @@ class Problem:
     def first_variation(self, particles: Particles, thetas: jax.Array,
                         batch: Dataset | None = None) -> jax.Array:
         """F'(μ)(θ) for thetas (k, p); returns (k,)."""
+        self._check(particles, thetas=thetas)
         b = self._batch(batch)
         g = self.residual(particles, b)
         return self.feature.matrix(thetas, b.X) @ g + jax.vmap(self.regularizer.value)(thetas)
@@ -93,6 +165,7 @@ class Problem:
                              batch: Dataset | None = None, *, smooth_only: bool = False) -> jax.Array:
         """∇_θ F'(μ)(θ) for thetas (k, p); returns (k, p). ``smooth_only`` leaves out V
         (forward–backward handles it by its prox)."""
+        self._check(particles, thetas=thetas)
         b = self._batch(batch)
         g = jax.lax.stop_gradient(self.residual(particles, b))
         return _velocity(self, thetas, b, g, not smooth_only)
@@ -101,12 +174,16 @@ class Problem:
                            smooth_only: bool = False):
         """(F(μ) on the batch, ∇_θ F'(μ)(θ_i) for every particle (m, p)) from one forward
         pass; the solvers' inner step."""
+        self._check(particles)
         b = self._batch(batch)
         P, w = particles.positions, particles.weights
-        Phi, pullback = jax.vjp(lambda Q: self.feature.matrix(Q, b.X), P)
-        f = w @ Phi
-        risk, dldf = jax.value_and_grad(lambda f: b.sample_weights @ self.loss(f, b.y))(f)
-        (vel,) = pullback(jnp.broadcast_to(dldf, Phi.shape))
+
+        def block(X, y, s):
+            Phi, pullback = jax.vjp(lambda Q: self.feature.matrix(Q, X), P)
+            risk, dldf = jax.value_and_grad(lambda f: s @ self.loss(f, y))(w @ Phi)
+            return risk, pullback(jnp.broadcast_to(dldf, Phi.shape))[0]
+
+        risk, vel = sum_over_samples(block, P.shape[0], b.X, b.y, b.sample_weights)
         V = jax.vmap(self.regularizer.value)(P)
         if not smooth_only:
             vel = vel + jax.vmap(jax.grad(self.regularizer.value))(P)
@@ -115,6 +192,59 @@ class Problem:
     def with_data(self, data) -> "Problem":
         """The same problem on other data (no re-validation of the feature/loss)."""
         return Problem(self.feature, self.loss, self.regularizer, data)
+
+
+def _check_callables(problem: Problem) -> None:
+    """Trace (no compilation) the feature, loss and regularizer on abstract inputs: one
+    of the wrong shape, or one that fails on this data's dimension, is named here instead
+    of failing deep inside a compiled loop."""
+    feat, loss, reg = problem.feature, problem.loss, problem.regularizer
+    p, d, dt = feat.dim, problem.data.input_dim, jnp.result_type(float)
+
+    def abstract(*shape):
+        return jax.ShapeDtypeStruct(shape, dt)
+
+    def attempt(what, fn, args, want):
+        try:
+            out = jax.eval_shape(fn, *args)
+        except MeasureflowError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's function failed: say which
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ValidationError(f"{what} fails on inputs of shapes {', '.join(str(a.shape) for a in args)}: "
+                                  f"{type(exc).__name__}: {first}") from None
+        shape = getattr(out, "shape", None)
+        if shape != want:
+            raise ValidationError(f"{what} returns shape {shape} for inputs of shapes "
+                                  f"{', '.join(str(a.shape) for a in args)}; it must return {want}")
+
+    attempt(f"the feature {feat.name} φ(θ, x) (θ in R^{p}, x in R^{d})", feat, (abstract(p), abstract(d)), ())
+    attempt(f"{feat.name}.matrix(thetas, X)", feat.matrix, (abstract(2, p), abstract(3, d)), (2, 3))
+    attempt(f"the loss {loss.name!r} ℓ(f, y) (one value per sample)", loss, (abstract(3), abstract(3)), (3,))
+    attempt(f"the regularizer {type(reg).__name__} V(θ) (θ in R^{p}, a scalar)", reg.value, (abstract(p),), ())
+
+
+def _check_labels(loss, data) -> None:
+    """A loss with a label set (logistic: y ∈ {−1, +1}) refuses other targets; a sampler
+    is checked on a small draw."""
+    labels = getattr(loss, "labels", None)
+    if labels is None:
+        return
+    try:
+        y = _draw_targets(data, jax.random.PRNGKey(0)) if isinstance(data, Sampler) else data.y
+        y = np.asarray(y)
+    except jax.errors.TracerArrayConversionError:
+        return  # traced data (inside jit): checked where it was built
+    bad = np.flatnonzero(~np.isin(y, labels))
+    if bad.size:
+        shown = ", ".join(repr(float(v)) for v in np.unique(y[bad])[:3])
+        raise ValidationError(
+            f"the {loss.name} loss needs labels y in {{{', '.join(f'{v:g}' for v in labels)}}}, but y has "
+            f"{bad.size} other value(s) ({shown}{', ...' if np.unique(y[bad]).size > 3 else ''}); map 0/1 labels "
+            "with y = 2*y - 1, or use a classification task (TeacherStudent(task='classification'))")
+
+
+_draw_targets = jax.jit(lambda data, key: data.sample(key, 64).y)  # one compilation, not many eager ops
 
 
 def _velocity(problem: Problem, thetas, batch: Dataset, g, with_reg: bool):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .errors import InputTypeError, ValidationError
-from .validation import check_real
+from .validation import check_int, check_real
 
 
 class Regularizer:
@@ -76,10 +76,15 @@ class L1(Regularizer):
 
     def __post_init__(self):
         object.__setattr__(self, "lam", check_real("lam", self.lam, nonnegative=True))
+        if self.coordinate is not None:
+            object.__setattr__(self, "coordinate", check_int("coordinate", self.coordinate))
 
     def for_feature(self, feature):
         if self.coordinate is not None:
-            return self
+            if not -feature.dim <= self.coordinate < feature.dim:
+                raise ValidationError(f"L1 coordinate={self.coordinate} is out of range for the feature "
+                                      f"{feature.name} with dim={feature.dim} (valid: 0 to {feature.dim - 1})")
+            return dataclasses.replace(self, coordinate=self.coordinate % feature.dim)
         if feature.weight_index is None:
             raise ValidationError(
                 f"L1 acts on the feature's weight coordinate, but {feature.name} declares none; "

@@ -286,6 +286,7 @@ def _validate(problem, particles, method, step, iterations, batch_size, snapshot
     _check_pair(problem, particles)
     check_choice("method", method, METHODS)
     problem.feature.check_data(problem.data)  # e.g. a sampling grid too coarse for a kernel
+    problem.check_labels()  # e.g. 0/1 labels for the logistic loss
     iterations = check_int("iterations", iterations, minimum=1)
     if step is not None:
         step = check_real("step", step, positive=True)

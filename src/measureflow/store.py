@@ -24,6 +24,7 @@ import re
 import socket
 import sqlite3
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -299,6 +300,9 @@ class Store:
                 return {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise StoreError(f"the arrays of run {run_id} are missing ({path})") from None
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            # an object array (it would need pickle, refused) or a damaged file
+            raise StoreError(f"the arrays of run {run_id} in {path} cannot be read safely: {exc}") from None
 
     def to_dataframe(self, status: str | Iterable[str] | None = None):
         """A pandas DataFrame, one row per run: ``run_id``, ``status``, ``task``, ``sweep``,

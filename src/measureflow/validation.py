@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Iterable
 
 import numpy as np
@@ -27,18 +28,49 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
     return value
 
 
-def check_int(name: str, value, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise InputTypeError(f"{name} must be an integer, got {_show(value)} ({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValidationError(f"{name}={value} is invalid: it must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(f"{name}={value} is invalid: it must be <= {maximum}")
     return value
 
 
+#: Seeds are 64-bit: the largest value a JAX PRNG key (and NumPy's generators) accept.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value) -> int:
+    """An integer seed in [0, 2^63 − 1] (what ``jax.random.PRNGKey`` accepts without
+    overflowing; negative seeds would alias large ones)."""
+    return check_int(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (``None`` where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(what: str, nbytes: float, hint: str = "") -> None:
+    """Refuse, before allocating, an array of ``nbytes`` bytes larger than the machine's
+    physical memory: the allocation could only fail, or abort the process inside XLA."""
+    total = memory_bytes()
+    if total is not None and nbytes > total:
+        raise ValidationError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than this machine's "
+                              f"{total / 2**30:.3g} GiB of memory{'; ' + hint if hint else ''}")
+
+
 def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        try:  # 0-d arrays are fine
+    if isinstance(value, (bool, np.bool_, str, bytes)) or getattr(value, "dtype", None) == bool:
+        raise InputTypeError(f"{name} must be a real number, got {_show(value)} ({type(value).__name__})")
+    if not isinstance(value, numbers.Real):
+        try:  # 0-d numeric arrays are fine
             value = float(np.asarray(value).item()) if np.ndim(value) == 0 else value
         except (TypeError, ValueError):
             pass

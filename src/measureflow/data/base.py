@@ -20,7 +20,7 @@ import numpy as np
 
 from .._pytree import build, pytree_dataclass, static_field
 from ..errors import InputTypeError, ValidationError
-from ..validation import check_array, check_int
+from ..validation import check_array, check_int, check_memory, check_seed
 
 
 @pytree_dataclass
@@ -77,6 +77,7 @@ class FixedDesign(Dataset):
         function of X)."""
         n = check_int("n", n, minimum=1)
         dim = check_int("dim", dim, minimum=1)
+        check_memory(f"a grid of n^dim = {n}^{dim} points", 2 * float(n) ** dim * (dim + 2) * 8, "lower n")
         axes = [np.arange(n) / n] * dim
         X = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
         y = values(X) if callable(values) else values
@@ -105,7 +106,7 @@ class Sampler:
         object.__setattr__(self, "input_dim", check_int("input_dim", input_dim, minimum=1))
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "eval_size", check_int("eval_size", eval_size, minimum=1))
-        object.__setattr__(self, "eval_seed", check_int("eval_seed", eval_seed))
+        object.__setattr__(self, "eval_seed", check_seed("eval_seed", eval_seed))
 
     def sample(self, key: jax.Array, n: int) -> Dataset:
         """A fresh draw of n samples, as an (unvalidated, traceable) Dataset."""

@@ -24,7 +24,7 @@ from .._pytree import pytree_dataclass, static_field
 from ..errors import ValidationError
 from ..kernels import Kernel
 from ..kernels import get as _get_kernel
-from ..validation import check_array, check_choice, check_int, check_real
+from ..validation import check_array, check_choice, check_int, check_memory, check_real
 from .base import FixedDesign
 
 SIGNS = ("random", "positive")
@@ -56,22 +56,30 @@ def check_grid(grid: int, kernel: Kernel) -> int:
 
 
 def separated_positions(rng: np.random.Generator, m0: int, dim: int, min_separation: float,
-                        tries: int = 20_000) -> np.ndarray:
-    """m0 uniform points of T^d, pairwise ℓ∞ torus distance > min_separation (rejection)."""
-    if m0 * min_separation**dim > 1.0:
+                        restarts: int = 200, tries: int = 2000) -> np.ndarray:
+    """m0 random points of T^d with pairwise ℓ∞ torus distance > min_separation.
+
+    1-D: exactly uniform among such configurations — the m0 gaps are min_separation plus
+    a uniform (Dirichlet) split of the slack 1 − m0·min_separation, rotated at random.
+    2-D: sequential rejection, restarted when a configuration gets stuck."""
+    if m0 * min_separation**dim >= 1.0:
         raise ValidationError(
             f"cannot place spikes={m0} points with min_separation={min_separation} on T^{dim}: "
-            f"at most {int(1 / min_separation**dim)} fit; lower one of them")
-    pts = []
-    for _ in range(tries):
-        c = rng.uniform(size=dim)
-        if all(torus_distance(c, p) > min_separation for p in pts):
-            pts.append(c)
-            if len(pts) == m0:
-                return np.array(pts)
+            f"fewer than {m0} fit; lower one of them")
+    if dim == 1:
+        gaps = min_separation + (1.0 - m0 * min_separation) * rng.dirichlet(np.ones(m0))
+        return rng.permutation(np.mod(rng.uniform() + np.cumsum(gaps), 1.0))[:, None]
+    for _ in range(restarts):
+        pts = []
+        for _ in range(tries):
+            c = rng.uniform(size=dim)
+            if all(torus_distance(c, p) > min_separation for p in pts):
+                pts.append(c)
+                if len(pts) == m0:
+                    return np.array(pts)
     raise ValidationError(
         f"could not place spikes={m0} points with min_separation={min_separation} on T^{dim} "
-        f"in {tries} random draws; lower min_separation or the number of spikes")
+        f"in {restarts} random attempts; lower min_separation or the number of spikes")
 
 
 def grid_points(grid: int, dim: int) -> np.ndarray:
@@ -156,6 +164,8 @@ class SpikeSignal(FixedDesign):
     def _fill(self, positions, amplitudes, kern, dim, noise, grid, rng):
         noise = check_real("noise", noise, nonnegative=True)
         grid = check_grid(2 * min_grid(kern) if grid is None else grid, kern)
+        check_memory(f"a sampling grid of {grid}^{dim} points", 4 * float(grid) ** dim * (dim + 2) * 8,
+                     "lower the cut-off / grid")
         X = grid_points(grid, dim)
         clean = filtered(kern, positions, amplitudes, X)
         y = clean + noise * rng.standard_normal(clean.shape) if noise > 0 else clean

@@ -31,7 +31,7 @@ from .._pytree import pytree_dataclass
 from ..errors import InputTypeError, ValidationError
 from ..features.networks import Erf, ReLU, Sigmoid, Unit
 from ..particles import Particles
-from ..validation import check_choice, check_int, check_real
+from ..validation import check_choice, check_int, check_memory, check_real, check_seed
 from .base import Dataset, Sampler, _dataset_unchecked
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "erf": Erf}
@@ -112,7 +112,9 @@ class TeacherStudent(Sampler):
         check_choice("inputs", inputs, INPUTS)
         check_choice("task", task, TASKS)
         noise = check_real("noise", noise, nonnegative=True)
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
+        check_memory(f"eval_size={eval_size} held-out samples in R^{input_dim}",
+                     (input_dim + 2) * 8 * check_int("eval_size", eval_size, minimum=1), "lower eval_size")
         scale = check_real("teacher_scale", teacher_scale, positive=True)
         teacher = _random_teacher(_keys(seed)[0], feature, m0, scale)
         super().__init__(TeacherDraw(feature, inputs, task, noise), input_dim, params=teacher,
@@ -156,7 +158,9 @@ class TeacherStudent(Sampler):
     def training_set(self, n: int, seed: int = 0) -> Dataset:
         """A fixed training set of n samples (independent of the held-out set)."""
         n = check_int("n", n, minimum=1)
-        X, y = _draw(self.draw, _keys(check_int("seed", seed))[1], n, self.params)
+        check_memory(f"a training set of n={n} samples in R^{self.input_dim}", 2 * (self.input_dim + 2) * 8 * n,
+                     "lower n")
+        X, y = _draw(self.draw, _keys(check_seed("seed", seed))[1], n, self.params)
         return Dataset(np.asarray(X), np.asarray(y))
 
     def evaluation_set(self) -> Dataset:
@@ -170,14 +174,14 @@ class TeacherStudent(Sampler):
         the loss is the square loss; ``None`` otherwise (a trace-time decision)."""
         if self.task != "regression" or _losses.get(loss) != _losses.square or feature != self.teacher_feature:
             return None
-        P, T = particles.positions, self.params
-        K_ss = feature.second_moment(P, P, self.inputs)
-        if K_ss is None:
+        P, T, w = particles.positions, self.params, particles.weights
+        K = lambda A, B: feature.second_moment(A, B, self.inputs)  # noqa: E731
+        if K(P[:1], P[:1]) is None:
             return None
-        K_st = feature.second_moment(P, T, self.inputs)
-        K_tt = feature.second_moment(T, T, self.inputs)
         c = jnp.full(T.shape[0], 1.0 / T.shape[0], T.dtype)
-        return population.square_risk(K_ss, K_st, K_tt, particles.weights, c, self.noise)
+        # the student–student term in blocks of rows: no m × m kernel matrix for large m
+        ss = population.quadratic_form(K, P, w, P, w)
+        return 0.5 * (ss - 2.0 * (w @ K(P, T) @ c) + c @ K(T, T) @ c) + 0.5 * self.noise**2
 
     def optimal_risk(self, loss) -> float | None:
         """inf over students of the population risk: ½ noise² for regression with the

@@ -87,6 +87,11 @@ class Feature:
         """Map positions back into the domain (identity on R^p)."""
         return thetas
 
+    def check_data(self, data) -> None:
+        """Raise a ValidationError if ``data`` cannot serve this feature (called by the
+        solvers before any work, e.g. a sampling grid too coarse for a kernel). Default:
+        nothing beyond the input dimension, which ``Problem`` checks."""
+
     @property
     def name(self) -> str:
         return type(self).__name__
