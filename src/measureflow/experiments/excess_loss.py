@@ -76,6 +76,10 @@ _SIGMOID = {"input_dim": 5, "teacher_units": 4, "n": 500, "teacher_scale": 3.0, 
 # - sigmoid: teacher_scale 3 (units of sharpness ~3); at scale 1 the sigmoids are almost
 #   linear on the data, the problem is ill-conditioned for both methods.
 # - n = 500 training samples ≫ the largest m, so the baseline cannot interpolate.
+# - iterations: 10⁴ gradient steps for the networks (the flow's median is then ≤ 1e-5 of
+#   F(μ0) from m = 2·m0 on); 2·10⁴ for deconvolution, where the flow's duality gaps also
+#   pin down F* (after 10⁴ steps the certified bracket is ~1e-6 wide, as large as the
+#   flow's excess at m ≥ 32).
 PRESETS = {
     "test": {
         "seeds": 2, "workers": 0,
@@ -88,7 +92,7 @@ PRESETS = {
     "quick": {
         "seeds": 5, "workers": 0,
         "problems": {
-            "deconvolution": {**_DECONVOLUTION, "m": [2, 4, 8, 16, 32, 64], "iterations": 10_000},
+            "deconvolution": {**_DECONVOLUTION, "m": [2, 4, 8, 16, 32, 64], "iterations": 20_000},
             "relu": {**_RELU, "m": [2, 4, 8, 16, 32, 64], "iterations": 10_000},
             "sigmoid": {**_SIGMOID, "m": [2, 4, 8, 16, 32, 64], "iterations": 10_000},
         },
@@ -513,6 +517,8 @@ def summarize(out_dir) -> str:
         verdict = "meets" if meets_ratio and meets_m else "does not meet"
         cert = (f"; F* certified by duality to within {f['fstar_width']:.1e}" if problem == "deconvolution" else
                 "; F* = 0 exactly")
+        if problem == "deconvolution" and f["flow_excess"] <= 10 * f["fstar_width"]:
+            ratio += " (a lower bound: the flow's excess is within the width of the F* bracket)"
         parts.append(
             f"**{_DESCRIPTIONS[problem]}** (m0 = {f['m0']}, {f['seeds']} seeds{cert}): at m = {f['m_max']} the "
             f"median excess loss is {f['flow_excess']:.2e} for the particle flow against {f['baseline_excess']:.2e} "
