@@ -1,17 +1,20 @@
-"""4. Sweeps: the runs of a quick excess-loss experiment batched (``vmap`` over seeds, and
+"""4. Sweeps: the runs of the quick excess-loss experiment batched (``vmap`` over seeds, and
 over widths m by padding) against the same runs one by one.
 
-Experiment: a ReLU teacher (3 units, d = 2, realizable, no noise) and 200 training
-samples; students of widths m ∈ {1, 2, 4, 8, 16, 32}, 5 initialization seeds each, GD with
-a fixed step for the same number of steps. Three ways to run the 30 runs:
+Runs: the particle flow of ``measureflow.experiments.excess_loss``'s "quick" preset for the
+ReLU teacher (d = 5, 4 teacher units, n = 500, widths m ∈ {2, …, 64}, 5 seeds — each seed
+its own teacher, data and μ0, default step), with fewer iterations in ``--quick`` mode.
+Built and run with the experiment's own cell functions (``cell_config``,
+``build_problem``, ``_flow``). Three ways to run the 30 runs:
 
-- one by one   ``mf.solve`` per run (one compilation per width, reused across seeds)
-- per width    ``mf.solve_batch`` over the 5 seeds of each width (one compilation per width)
-- padded       one ``mf.solve_batch`` of all 30 runs, padded to m = 32 with massless
-               particles (one compilation)
+- one by one   ``_flow(batched=False)`` per cell: ``mf.solve`` per seed
+- per cell     ``_flow(batched=True)`` per cell: one ``mf.solve_batch`` over the 5 seeds
+- padded       one ``mf.solve_batch`` of all 30 runs, widths padded to m = 64 with
+               massless particles (one compiled program)
 
-Each is timed cold (first call: compilation included, counted with ``jax.monitoring``)
-and warm (best of the later calls); the final objectives of the three are checked to agree.
+Each is timed cold (its first call, compilation included; compilations counted with
+``jax.monitoring``) and warm (best of the later calls, interleaved). The final objectives
+of the three ways are checked to agree.
 """
 
 from __future__ import annotations
@@ -22,38 +25,40 @@ import numpy as np
 
 import measureflow as mf
 from _harness import Row, best_times, count_compiles, fmt_time
+from measureflow.experiments import excess_loss as el
 
-WIDTHS, SEEDS, STEP = (1, 2, 4, 8, 16, 32), range(5), 0.5
 
-
-def _setup():
-    teacher = mf.data.TeacherStudent(2, 3, seed=0)
-    data = teacher.training_set(200, seed=0)
-    feat = mf.features.ReLU(2)
-    problem = mf.Problem(feat, "square", None, data)
-    inits = [(m, s, mf.init.admissible(feat, m, key=s)) for m in WIDTHS for s in SEEDS]
-    return problem, inits
+def _cells(iterations: int):
+    params = dict(el.PRESETS["quick"]["problems"]["relu"])
+    seeds = list(range(el.PRESETS["quick"]["seeds"]))
+    widths = params.pop("m")
+    params["iterations"] = iterations
+    cells = []
+    for m in widths:
+        cfg = el.cell_config("relu", m, seeds, params)
+        problems = [el.build_problem(cfg, s)[0] for s in seeds]
+        inits = [mf.init.admissible(pr.feature, m, key=s) for pr, s in zip(problems, seeds)]
+        cells.append((cfg, problems, inits))
+    return cells, widths, seeds
 
 
 def run(quick: bool) -> list[Row]:
-    T = 2000 if quick else 10_000
-    problem, inits = _setup()
+    T = 1000 if quick else el.PRESETS["quick"]["problems"]["relu"]["iterations"]
+    cells, widths, seeds = _cells(T)
 
-    def one_by_one():
-        return [mf.solve(problem, mu, "gd", step=STEP, iterations=T, snapshots=0).history[-1] for _, _, mu in inits]
-
-    def per_width():
+    def by_cell(batched):
         out = []
-        for m in WIDTHS:
-            runs = [mu for mm, _, mu in inits if mm == m]
-            out += [r.history[-1] for r in mf.solve_batch(problem, runs, "gd", step=STEP, iterations=T)]
+        for cfg, problems, inits in cells:
+            out += [float(r.history[-1]) for r in el._flow({**cfg, "batched": batched}, problems, inits)]
         return out
 
     def padded():
-        return [r.history[-1] for r in mf.solve_batch(problem, [mu for *_, mu in inits], "gd", step=STEP,
-                                                      iterations=T)]
+        problems = [pr for _, prs, _ in cells for pr in prs]
+        inits = [mu for _, _, mus in cells for mu in mus]
+        res = mf.solve_batch(problems, inits, method="gd", iterations=T, history_every=max(1, T // 100), snapshots=0)
+        return [float(r.history[-1]) for r in res]
 
-    fns = {"one by one": one_by_one, "per width": per_width, "padded": padded}
+    fns = {"one by one": lambda: by_cell(False), "per cell": lambda: by_cell(True), "padded": padded}
     cold, logs, finals = {}, {}, {}
     for name, f in fns.items():
         with count_compiles() as log:
@@ -63,18 +68,20 @@ def run(quick: bool) -> list[Row]:
         logs[name] = log
     warm = best_times(fns, reps=2 if quick else 3)
     agree = all(np.allclose(finals[k], finals["one by one"], rtol=1e-6, atol=1e-12) for k in finals)
+    n_runs = len(widths) * len(seeds)
     check = "final F agree (1e-6)" if agree else "WARNING: final F DIFFER"
     rows = []
-    for name in ("per width", "padded"):
+    for name, label in (("per cell", "vmap over seeds (per cell)"), ("padded", "vmap over seeds + padded widths")):
         r_warm = warm["one by one"] / warm[name]
         r_cold = cold["one by one"] / cold[name]
-        label = "vmap over seeds, one program per width" if name == "per width" else "vmap over seeds and padded widths"
         rows.append(Row("4 sweeps", f"{label}: speed-up vs one by one", r_warm, f"{r_warm:.1f}×", "≥ 3×",
                         r_warm >= 3, f"warm {fmt_time(warm[name])} vs {fmt_time(warm['one by one'])}; cold "
                                      f"(incl. compilation) {r_cold:.1f}×: {fmt_time(cold[name])} vs "
-                                     f"{fmt_time(cold['one by one'])}; 30 runs × {T} steps; {check}"))
+                                     f"{fmt_time(cold['one by one'])}; {n_runs} runs × {T} steps; {check}"))
     for name in fns:
         log = logs[name]
-        rows.append(Row("4 sweeps", f"compilations, {name}", log.compiles, f"{log.compiles}", "", None,
+        programs = sum(1 for n in log.names if "run" in n)
+        rows.append(Row("4 sweeps", f"compilations per sweep, {name}", log.compiles, f"{log.compiles}", "", None,
+                        f"{programs} solver programs + {log.compiles - programs} helpers; "
                         f"{fmt_time(log.seconds)} tracing + lowering + XLA compile"))
     return rows

@@ -412,8 +412,10 @@ def _check_stackable(problems):
                     f"{np.shape(b)}; solve_batch stacks the problems' arrays, so they need equal sizes")
 
 
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+def _stack_keys(keys):
+    if jnp.issubdtype(keys[0].dtype, jax.dtypes.prng_key):  # typed keys stay jax arrays
+        return jnp.stack(keys)
+    return np.stack([np.asarray(k) for k in keys])
 
 
 def solve_batch(problems, particles, method: str = "gd", step=None, iterations: int = 1000, *,
@@ -451,15 +453,19 @@ def solve_batch(problems, particles, method: str = "gd", step=None, iterations: 
     if not shared:
         _check_stackable([p[0] for p in prepared])
     m_max = max(p.m for p in particles)
-    padded = []
+    # padding and stacking on the host (NumPy): eager jnp ops here would compile once per
+    # distinct pad size and run op by op
+    positions, weights = [], []
     for _, pa, *_ in prepared:
         pad = m_max - pa.m
-        padded.append(Particles.unchecked(
-            jnp.concatenate([pa.positions, jnp.repeat(pa.positions[:1], pad, axis=0)]),
-            jnp.concatenate([pa.weights, jnp.zeros(pad, pa.weights.dtype)])))
-    dt = padded[0].positions.dtype
-    out = _run_many_jit(prepared[0][0] if shared else _stack([p[0] for p in prepared]), _stack(padded),
-                        jnp.asarray([p[2] for p in prepared], dt), jnp.stack([p[3] for p in prepared]),
+        P, w = np.asarray(pa.positions), np.asarray(pa.weights)
+        positions.append(np.concatenate([P, np.repeat(P[:1], pad, axis=0)]))
+        weights.append(np.concatenate([w, np.zeros(pad, w.dtype)]))
+    dt = positions[0].dtype
+    problems_in = prepared[0][0] if shared else jax.tree_util.tree_map(
+        lambda *xs: np.stack([np.asarray(x) for x in xs]), *[p[0] for p in prepared])
+    out = _run_many_jit(problems_in, Particles.unchecked(np.stack(positions), np.stack(weights)),
+                        np.asarray([p[2] for p in prepared], dt), _stack_keys([p[3] for p in prepared]),
                         config, shared)
     out = jax.tree_util.tree_map(np.asarray, out)
     results = []
