@@ -22,7 +22,8 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
+	uptime || true
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:
