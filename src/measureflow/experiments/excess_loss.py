@@ -440,6 +440,9 @@ def run(out_dir, params: dict, seed: int, progress) -> None:
     rows, cell_info, failed = [], [], []
     with Store(store_dir) as store:
         for r in expand(spec):
+            if r.run_id not in store:
+                failed.append(f"{r.config['problem']} m={r.config['m']}: not run")
+                continue
             rec = store.get(r.run_id)
             if rec.status != "done":
                 failed.append(f"{r.config['problem']} m={r.config['m']}: {rec.error}")

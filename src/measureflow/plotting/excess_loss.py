@@ -21,6 +21,8 @@ def excess_loss_figure(summary: pd.DataFrame, runs: pd.DataFrame, out_dir, stem:
     method, m, m0, relative_median/q25/q75) with the seeds of ``runs`` (method, m,
     relative_excess) as dots; values ≤ ``floor`` (round-off) are drawn at ``floor``. A
     dotted line marks ``threshold`` and dashed lines m0 and 4·m0. Writes PNG and PDF."""
+    from matplotlib.ticker import NullLocator
+
     fig, ax = new_figure(4.6, 3.4)
     for method in ("random_features", "particle_flow"):
         s = summary[summary["method"] == method].sort_values("m")
@@ -41,6 +43,9 @@ def excess_loss_figure(summary: pd.DataFrame, runs: pd.DataFrame, out_dir, stem:
     if threshold is not None:
         ax.axhline(threshold, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
+    ms = sorted(summary["m"].unique())
+    ax.set_xticks(ms, [str(int(m)) for m in ms])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
     ax.set_xlabel("number of particles m")
     ax.set_ylabel(r"$(F(\mu) - F^*)\,/\,F(\mu_0)$")
