@@ -124,6 +124,8 @@ CASES = [
     Case("iterations-float", "api", "iterations = 10.0", solve(iterations=10.0), TE, r"iterations must be an integer, got 10.0"),
     Case("method-unknown", "api", "unknown method", solve(method="adam"), VE, r"method='adam' is not one of 'gd', 'fb', 'sgd'"),
     Case("sgd-no-batch", "api", "sgd without batch_size", solve(method="sgd"), VE, r"method='sgd' needs batch_size="),
+    Case("batch-size-huge", "api", "sgd batch_size = 10^12 (memory)", solve(method="sgd", batch_size=10**12), VE,
+         r"a minibatch of batch_size=1000000000000 samples in R\^2 would need .* GiB.*; lower batch_size"),
     Case("dtype", "api", "dtype = complex64", solve(dtype="complex64"), VE, r"dtype='complex64' is not one of 'float32', 'float64'"),
     Case("geometry-unknown", "api", "unknown geometry", solve(geometry="riemann"), VE,
          r"geometry='riemann' is not one of 'euclidean', 'conic'"),

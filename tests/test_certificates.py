@@ -16,6 +16,7 @@ def random_particles(rng, m, dim, scale=1.0):
 
 @pytest.fixture(scope="module")
 def noisy():
+    # the small problem of test_deconvolution.py (runs share their compilations)
     sig = mf.data.SpikeSignal(spikes=2, cutoff=6, noise=0.1, seed=4)
     return sig, blasso(sig, 0.6)
 
@@ -25,12 +26,12 @@ def test_first_variation_is_lambda_times_abs_r_minus_r_eta(noisy):
     rng = np.random.default_rng(0)
     mu = random_particles(rng, 7, 1)
     thetas = jnp.asarray(np.column_stack([rng.normal(size=11), rng.uniform(size=11)]))
-    eta = certificate(prob, mu, grid=64, newton_steps=0).eta(thetas[:, 1:])
+    eta = mf.certificates.eta_function(prob, mu)(thetas[:, 1:])
     r = thetas[:, 0]
     np.testing.assert_allclose(prob.first_variation(mu, thetas), 0.6 * (jnp.abs(r) - r * eta), atol=1e-12)
 
 
-def _brute_sup(eta, dim, n, zoom, top=8, levels=2):
+def _brute_sup(eta, dim, n, zoom, top=4, levels=3):
     """sup |η| by brute force, without derivatives: a uniform n^d grid, then ``levels``
     rounds of uniform zoom^d grids over the cells around the best points so far."""
     def grid(lo, h, k):
@@ -52,7 +53,7 @@ def _brute_sup(eta, dim, n, zoom, top=8, levels=2):
     return best
 
 
-@pytest.mark.parametrize("dim,n,zoom", [(1, 2000, 1001), (2, 100, 201)])
+@pytest.mark.parametrize("dim,n,zoom", [(1, 2000, 201), (2, 100, 101)])
 def test_sup_of_eta_matches_a_brute_force_fine_grid(dim, n, zoom):
     sig = mf.data.SpikeSignal(spikes=2, dim=dim, cutoff=4, min_separation=0.3, noise=0.2, seed=1)
     prob = blasso(sig, 0.1)
@@ -68,7 +69,7 @@ def test_sup_of_eta_matches_a_brute_force_fine_grid(dim, n, zoom):
 def test_duality_gap_is_nonnegative_and_consistent(noisy):
     sig, prob = noisy
     rng = np.random.default_rng(3)
-    for scale in [0.0, 0.5, 3.0, 20.0]:
+    for scale in [0.0, 0.5, 20.0]:
         mu = random_particles(rng, 6, 1, scale) if scale else mf.init.admissible(prob.feature, 6)
         g = duality_gap(prob, mu, grid=256)
         assert g.gap >= 0 and g.dual <= g.objective
@@ -97,10 +98,10 @@ def _fista_lasso_on_grid(sig, lam, n_grid=2048, iters=30_000):
 
 def test_gap_goes_to_zero_and_brackets_an_independent_convex_solve(noisy):
     sig, prob = noisy
-    mu = mf.init.admissible(prob.feature, 20, key=0)
+    mu = mf.init.admissible(prob.feature, 16, key=0)
     gaps = []
     for _ in range(3):
-        res = mf.solve(prob, mu, "fb", iterations=3000, step=None if not gaps else step, snapshots=0)
+        res = mf.solve(prob, mu, "fb", iterations=1500, step=None if not gaps else step, snapshots=12)
         step, mu = float(res.step), res.particles
         gaps.append(duality_gap(prob, mu))
     rel = [g.relative for g in gaps]

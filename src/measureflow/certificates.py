@@ -226,6 +226,14 @@ class DualityGap:
     scale: float
 
 
+@jax.jit
+def _primal_dual(problem: Problem, particles: Particles, scale):
+    """(R(f_μ), ∫V dμ, D(p)) with p = scale·(y − f_μ)."""
+    data = problem.data.evaluation_set()
+    p = scale * (data.y - problem.predict(particles, data.X))
+    return problem.risk(particles), problem.penalty(particles), data.sample_weights @ (data.y * p - 0.5 * p**2)
+
+
 def duality_gap(problem: Problem, particles: Particles, *, cert: Certificate | None = None,
                 **certificate_options) -> DualityGap:
     """The duality gap of ``particles`` for the square loss (module docstring); ``cert``
@@ -234,12 +242,8 @@ def duality_gap(problem: Problem, particles: Particles, *, cert: Certificate | N
     if problem.loss.name != "square":
         raise ValidationError(f"duality_gap is implemented for the square loss, not {problem.loss.name!r}")
     cert = certificate(problem, particles, **certificate_options) if cert is None else cert
-    data = problem.data.evaluation_set()
-    f = problem.predict(particles, data.X)
     s = min(1.0, 1.0 / cert.sup) if cert.sup > 0 else 1.0
-    p = s * (data.y - f)
-    dual = float(data.sample_weights @ (data.y * p - 0.5 * p**2))
-    risk, penalty = float(problem.risk(particles)), float(problem.penalty(particles))
+    risk, penalty, dual = (float(v) for v in _primal_dual(problem, particles, s))
     objective = risk + penalty
     gap = objective - dual
     relative = gap / dual if dual > 0 else math.inf

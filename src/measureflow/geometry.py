@@ -14,6 +14,7 @@ Two hooks let the solvers pick defaults without knowing the feature:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -154,12 +155,18 @@ class Conic(Geometry):
             return None
         if not smooth_only and not isinstance(problem.regularizer, NoRegularizer):
             return None  # a differentiated V adds curvature this bound does not cover
-        s, eps = (float(v) for v in self.constants(problem))
+        s = self.scale_for(problem.feature)
+        eps, F0 = (float(v) for v in _eps_and_objective(self, problem, particles))
         c0, c01, c1 = norms.value, norms.cross, norms.grad
         gauss_newton = c0 + s * c1 if c01 else max(c0, s * c1)
-        F0 = float(problem.objective(particles))
         residual = math.sqrt(2.0 * max(F0, 0.0)) * math.sqrt((2 * s * norms.grad_trace + s * s * norms.hess / 4) / eps)
         return float(np.sum(np.asarray(particles.weights))) * gauss_newton + residual
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eps_and_objective(conic, problem, particles):
+    # one compiled call instead of op-by-op evaluation (a sweep asks for every seed's step)
+    return jnp.asarray(conic.constants(problem)[1]), problem.objective(particles)
 
 
 def _unit_norms(feature) -> UnitNorms | None:

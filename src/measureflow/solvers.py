@@ -294,6 +294,8 @@ def _validate(problem, particles, method, step, iterations, batch_size, snapshot
         if batch_size is None:
             raise ValidationError("method='sgd' needs batch_size= (samples drawn per step)")
         batch_size = check_int("batch_size", batch_size, minimum=1)
+        check_memory(f"a minibatch of batch_size={batch_size} samples in R^{problem.data.input_dim}",
+                     2 * batch_size * (problem.data.input_dim + 2) * 8, "lower batch_size")
     elif batch_size is not None:
         raise ValidationError(f"batch_size={batch_size} only applies to method='sgd', not {method!r}")
     elif isinstance(problem.data, Sampler):

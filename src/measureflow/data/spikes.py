@@ -15,8 +15,10 @@ kernel's ``quadrature_bandwidth``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -90,11 +92,16 @@ def grid_points(grid: int, dim: int) -> np.ndarray:
 
 def filtered(kernel: Kernel, positions: np.ndarray, amplitudes: np.ndarray, X: np.ndarray) -> np.ndarray:
     """(ψ * Σ_k a_k δ_{t_k})(x_j) = Σ_k a_k Π_a ψ(x_ja − t_ka) for X (n, d); returns (n,)."""
-    P = jnp.asarray(positions)
-    out = jnp.asarray(amplitudes)[:, None]
+    return np.asarray(_filtered(kernel, jnp.asarray(positions, float), jnp.asarray(amplitudes, float),
+                                jnp.asarray(X, float)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _filtered(kernel, P, amplitudes, X):
+    out = amplitudes[:, None]
     for a in range(P.shape[1]):
-        out = out * kernel.cross(P[:, a], jnp.asarray(X[:, a]))
-    return np.asarray(jnp.sum(out, axis=0))
+        out = out * kernel.cross(P[:, a], X[:, a])
+    return jnp.sum(out, axis=0)
 
 
 @pytree_dataclass
@@ -122,9 +129,9 @@ class SpikeSignal(FixedDesign):
     positions: object
     amplitudes: object
     clean: object
+    noise: object  # a leaf, not static: runs at different noise levels share one compilation
     kernel: Kernel = static_field()
     grid: int = static_field()
-    noise: float = static_field()
 
     def __init__(self, spikes: int = 5, dim: int = 1, cutoff: int | None = None, kernel: Kernel | None = None,
                  min_separation: float | None = None, signs: str = "random", noise: float = 0.0,
@@ -171,7 +178,7 @@ class SpikeSignal(FixedDesign):
         y = clean + noise * rng.standard_normal(clean.shape) if noise > 0 else clean
         FixedDesign.__init__(self, X, y)
         for name, value in dict(positions=jnp.asarray(positions), amplitudes=jnp.asarray(amplitudes),
-                                clean=jnp.asarray(clean), kernel=kern, grid=grid, noise=noise).items():
+                                clean=jnp.asarray(clean), kernel=kern, grid=grid, noise=jnp.asarray(noise)).items():
             object.__setattr__(self, name, value)
 
     @property
