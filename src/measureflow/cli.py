@@ -122,7 +122,8 @@ def run():
 
     try:
         # standalone_mode=False returns a command's exit code (typer.Exit) instead of exiting
-        code = app(standalone_mode=False)
+        # prog_name: the hint names `measureflow`, however the process was started
+        code = app(standalone_mode=False, prog_name="measureflow")
     except MeasureflowError as exc:
         # one line: multi-line messages (a YAML parser's context, with its caret line) joined
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and set(ln.strip()) != {"^"}]
