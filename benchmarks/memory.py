@@ -2,7 +2,7 @@
 
 Cases (``python benchmarks/memory.py CASE M`` runs one and prints JSON):
 
-- ``deconv``:  the standard 1-D BLASSO (grid n = 50) with m particles, 20 forward–backward
+- ``deconv``:  the standard 1-D BLASSO of deconvolution.py (grid n = 42), m particles, 20 fb
   steps, no snapshots;
 - ``network``: a ReLU network with bias, d = 10, m units, 20 SGD steps on fresh
   teacher–student minibatches of 256 samples, F evaluated on a 10⁴-sample held-out draw.

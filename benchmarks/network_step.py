@@ -97,5 +97,5 @@ def measure(dtype: str, *, n: int = 4096, d: int = 100, m: int = 1024, N: int = 
 def run(quick: bool) -> list[Row]:
     rows = []
     for dtype in ("float32", "float64"):
-        rows += measure(dtype, reps=5 if quick else 10, K=3 if quick else 8)
+        rows += measure(dtype, reps=5 if quick else 10, K=8 if quick else 16, N=1024 if quick else 1536)
     return rows
