@@ -59,7 +59,8 @@ def test_blocked_value_velocity_and_predict_equal_the_whole_matrix(case, monkeyp
 
 def test_block_size_rule():
     assert problem_module.block_size(20, 15) is None  # small: one block
-    assert problem_module.block_size(1024, 4096) == 256  # 2^18 entries per block
+    assert problem_module.block_size(1024, 4096) == 1024  # 2^20 entries per block
+    assert problem_module.block_size(1024, 4095) is None  # under four blocks
     assert problem_module.block_size(10**5, 50) is None  # under four blocks of the minimum 16
     assert problem_module.block_size(10**5, 10**4) == 16
 

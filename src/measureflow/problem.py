@@ -26,8 +26,10 @@ from .errors import InputTypeError, MeasureflowError, ValidationError
 from .features.base import Feature
 from .particles import Particles
 
-#: About this many (particle, sample) entries per block of samples (a few MiB: cache-sized).
-BLOCK_ENTRIES = 1 << 18
+#: About this many (particle, sample) entries per block of samples (4–8 MiB per m × B array:
+#: L2/L3-sized, and large enough for a multithreaded matmul; fastest of 2^18..2^21 on 2 and
+#: 16 cores, see benchmarks/README.md).
+BLOCK_ENTRIES = 1 << 20
 _MIN_BLOCK = 16
 
 
