@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pydantic
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import MeasureflowError, ValidationError
@@ -164,10 +165,8 @@ def cell_config(problem: str, m: int, seeds, params: dict, *, batched: bool = Tr
     raw.update(problem=problem, m=m, seeds=[int(s) for s in seeds], batched=batched)
     try:
         return CellConfig.model_validate(raw).model_dump(mode="json")
-    except Exception as exc:  # pydantic.ValidationError
-        if hasattr(exc, "errors"):
-            raise ValidationError(f"excess_loss cell {problem} m={m}: {describe_pydantic_error(exc)}") from None
-        raise
+    except pydantic.ValidationError as exc:
+        raise ValidationError(f"excess_loss cell {problem} m={m}: {describe_pydantic_error(exc)}") from None
 
 
 _teacher_targets = jax.jit(lambda feature, T, X: jnp.mean(feature.matrix(T, X), axis=0), static_argnums=0)
