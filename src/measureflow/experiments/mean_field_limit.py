@@ -48,10 +48,10 @@ PRESETS = {
                           "reference": 4096, "draws": 3, "segment": 50, "segments": 3},
     },
     "paper": {
-        "network": {"teacher_units": 3, "train_size": 1000, "particles": [16, 32, 64, 128, 256, 512, 1024],
-                    "reference": 16384, "draws": 8, "segment": 500, "segments": 4},
-        "deconvolution": {"spikes": 3, "cutoff": 8, "lam": 1.0, "particles": [16, 32, 64, 128, 256, 512, 1024],
-                          "reference": 16384, "draws": 8, "segment": 500, "segments": 4},
+        "network": {"teacher_units": 3, "train_size": 1000, "particles": [16, 32, 64, 128, 256, 512],
+                    "reference": 8192, "draws": 5, "segment": 100, "segments": 4},
+        "deconvolution": {"spikes": 3, "cutoff": 8, "lam": 1.0, "particles": [16, 32, 64, 128, 256, 512],
+                          "reference": 8192, "draws": 5, "segment": 50, "segments": 4},
     },
 }
 

@@ -45,7 +45,7 @@ PRESETS = {
                      "snapshots": 80},
     },
     "paper": {
-        "deconvolution": {"spikes": 5, "cutoff": 12, "lam": 0.1, "noise": 0.0, "particles": 50,
+        "deconvolution": {"spikes": 5, "cutoff": 12, "lam": 0.2, "noise": 0.0, "particles": 50,
                           "iterations": 20_000, "snapshots": 150},
         "relu_gd": {**_NETWORK, "particles": 10, "train_size": 2000, "iterations": 20_000, "snapshots": 150},
         "relu_sgd": {**_NETWORK, "particles": 100, "batch_size": 64, "step": 0.5, "iterations": 50_000,
