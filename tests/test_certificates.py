@@ -54,9 +54,12 @@ def _brute_sup(eta, dim, n, zoom, top=4, levels=3):
 
 
 @pytest.mark.parametrize("dim,n,zoom", [(1, 2000, 201), (2, 100, 101)])
-def test_sup_of_eta_matches_a_brute_force_fine_grid(dim, n, zoom):
-    sig = mf.data.SpikeSignal(spikes=2, dim=dim, cutoff=4, min_separation=0.3, noise=0.2, seed=1)
-    prob = blasso(sig, 0.1)
+def test_sup_of_eta_matches_a_brute_force_fine_grid(dim, n, zoom, noisy):
+    if dim == 1:
+        prob = noisy[1]
+    else:
+        sig = mf.data.SpikeSignal(spikes=2, dim=dim, cutoff=4, min_separation=0.3, noise=0.2, seed=1)
+        prob = blasso(sig, 0.1)
     mu = random_particles(np.random.default_rng(dim), 5, dim, scale=2.0)
     cert = certificate(prob, mu)
     best = _brute_sup(cert.eta, dim, n, zoom)
@@ -100,12 +103,12 @@ def test_gap_goes_to_zero_and_brackets_an_independent_convex_solve(noisy):
     sig, prob = noisy
     mu = mf.init.admissible(prob.feature, 16, key=0)
     gaps = []
-    for _ in range(3):
+    for _ in range(5):
         res = mf.solve(prob, mu, "fb", iterations=1500, step=None if not gaps else step, snapshots=12)
         step, mu = float(res.step), res.particles
         gaps.append(duality_gap(prob, mu))
     rel = [g.relative for g in gaps]
-    assert rel[0] > rel[1] > rel[2] and rel[2] < 1e-8
+    assert all(a > b for a, b in zip(rel, rel[1:])) and rel[-1] < 1e-8
     F_grid = _fista_lasso_on_grid(sig, 0.6)
     final = gaps[-1]
     assert final.dual <= F_grid  # D(p) ≤ F* ≤ the fine-grid LASSO value
