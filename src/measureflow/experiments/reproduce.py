@@ -32,7 +32,7 @@ from .._version import __version__
 from ..errors import ValidationError
 from ..validation import check_int
 
-#: The experiments, in report order (``excess_loss`` is imported only when used).
+#: The experiments, in report order (each module is imported only when used).
 EXPERIMENTS = ("excess_loss", "trajectories", "first_variation", "mean_field_limit")
 _CONTRACT = ("NAME", "TITLE", "PRESETS", "run", "plot", "summarize")
 RUN_RECORD = "run.json"
