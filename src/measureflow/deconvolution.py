@@ -67,18 +67,23 @@ def _clusters(points: np.ndarray, radius: float) -> np.ndarray:
     return np.array([find(i) for i in range(n)])
 
 
-def extract_spikes(particles: Particles, *, radius: float = 1e-3, threshold: float = 1e-6,
+def extract_spikes(particles: Particles, *, radius: float | None = None, threshold: float = 1e-6,
                    feature: Spikes | None = None) -> SpikeEstimate:
     """Merge particles that converged to the same position and drop negligible ones.
 
     Each particle carries the amplitude a_i = w_i r_i. Particles with |a_i| ≤ threshold·max|a|
-    are dropped; the rest are grouped by single linkage at ℓ∞ torus distance ≤ ``radius``;
+    are dropped; the rest are grouped by single linkage at ℓ∞ torus distance ≤ ``radius``
+    (default: a tenth of the kernel's resolution 1/f_c or σ when ``feature`` is given, else
+    1e-2 — well below the separation of resolvable spikes, well above the spread of a
+    cluster of particles converging to one spike);
     a group becomes one spike with amplitude Σ a_i at the |a_i|-weighted mean position
     (taken on the torus, around the group's heaviest particle). Merged spikes with
     |amplitude| ≤ threshold·max|a| are dropped too. Sorted by position.
     """
     if not isinstance(particles, Particles):
         raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
+    if radius is None:
+        radius = 0.1 * feature.resolution if feature is not None else 1e-2
     radius = check_real("radius", radius, positive=True)
     threshold = check_real("threshold", threshold, nonnegative=True)
     c = 0 if feature is None else feature.weight_index
