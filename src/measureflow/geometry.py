@@ -9,6 +9,11 @@ Two hooks let the solvers pick defaults without knowing the feature:
 - ``curvature_bound(problem, particles, smooth_only=...)`` bounds the curvature of the
   preconditioned flow over the whole run, or returns ``None`` when it cannot;
   ``solvers.default_step`` takes η = 1 / max(bound, curvature estimated at μ0).
+
+Two optional attributes of a feature feed them (looked up with ``getattr``, so features
+without them keep the old behavior): ``default_geometry`` (the metric ``solve`` uses when
+given ``geometry=None``; Euclidean if absent) and ``unit_norms()`` (a :class:`UnitNorms`,
+the L² norms the conic metric scales itself by and bounds the curvature with).
 """
 
 from __future__ import annotations
@@ -90,7 +95,11 @@ class Conic(Geometry):
         eps    ε = 2 R(0) / ‖φ₁‖² = ‖y‖² / ‖φ₁‖² for the square loss: the squared amplitude
                of a single particle explaining all of y (1e-2 without unit norms)
     With them the curvature is bounded for every r (``curvature_bound``), which gives a
-    default step derived from the kernel and the data.
+    default step derived from the kernel and the data. The bound is a worst case (all the
+    mass in one cluster, the residual aligned with ∇ψ): for 5 Dirichlet spikes (f_c = 12,
+    m = 50) it is L = 64 where the curvature measured along runs peaks near 10 at μ0 and
+    settles near 3, so the default step is safe (monotone descent) but 5–20× below the
+    stability limit; pass ``step=`` to go faster at your own risk.
     """
 
     eps: float | None = None
