@@ -97,9 +97,9 @@ class Conic(Geometry):
     With them the curvature is bounded for every r (``curvature_bound``), which gives a
     default step derived from the kernel and the data. The bound is a worst case (all the
     mass in one cluster, the residual aligned with ∇ψ): for 5 Dirichlet spikes (f_c = 12,
-    m = 50) it is L = 64 where the curvature measured along runs peaks near 10 at μ0 and
-    settles near 3, so the default step is safe (monotone descent) but 5–20× below the
-    stability limit; pass ``step=`` to go faster at your own risk.
+    m = 50) it is L = 64, while the curvature measured along runs peaks at μ0 (≈ 10; ≈ 19
+    for a single spike) and settles near 3: the default step is safe (monotone descent)
+    but 3–20× below the stability limit; pass ``step=`` to go faster at your own risk.
     """
 
     eps: float | None = None
