@@ -60,7 +60,8 @@ def plot(signal, result, spikes, cert, path):
     n = signal.grid
     truth, amps = np.asarray(signal.positions), np.asarray(signal.amplitudes)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.8))
-    extent = (0, 1, 0, 1)
+    h = 1.0 / n
+    extent = (-h / 2, 1 - h / 2, -h / 2, 1 - h / 2)  # pixel j is centred on the grid point j/n
 
     a = ax[0]
     im = a.imshow(np.asarray(signal.y).reshape(n, n).T, origin="lower", extent=extent, cmap="RdBu_r")
@@ -91,11 +92,12 @@ def plot(signal, result, spikes, cert, path):
     g = np.arange(200) / 200
     G = np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
     eta = np.asarray(cert.eta(G)).reshape(200, 200)
-    im = a.imshow(np.abs(eta).T, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=1)
+    im = a.imshow(np.abs(eta).T, origin="lower", extent=(-1 / 400, 1 - 1 / 400, -1 / 400, 1 - 1 / 400),
+                  cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(im, ax=a, shrink=0.8)
     a.contour(g, g, np.abs(eta).T, levels=[0.99], colors="w", linewidths=0.8)
     a.scatter(spikes.positions[:, 0], spikes.positions[:, 1], marker="x", c="C3", s=60)
-    a.set(title=f"|η| (level 0.99 in white; sup|η| − 1 = {cert.sup - 1:.1e})")
+    a.set(title=f"certificate |η| (white: 0.99), sup − 1 = {cert.sup - 1:.0e}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
