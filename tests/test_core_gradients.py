@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import measureflow as mf
+from _numerics import central_diff
 from measureflow.features import Custom, Homogeneity
 
 
@@ -26,16 +27,6 @@ def make_problem(loss="square", regularizer=None, n=40, d=2, seed=0):
 def random_particles(p, m=7, seed=1):
     rng = np.random.default_rng(seed)
     return mf.Particles(rng.standard_normal((m, p)), rng.uniform(0.5, 1.5, m) / m)
-
-
-def central_diff(f, x, h=1e-6):
-    x = np.asarray(x, dtype=float)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = h
-        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
 
 
 def rel_err(a, b):

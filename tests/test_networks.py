@@ -13,19 +13,10 @@ import scipy.special as sp
 
 import measureflow as mf
 from measureflow import population
+from _numerics import central_diff
 from measureflow.features import Erf, ReLU, Sigmoid
 
 UNITS = [ReLU(3), ReLU(2, bias=True), Sigmoid(3), Sigmoid(2, bias=True), Erf(3), Erf(2, bias=True)]
-
-
-def central_diff(f, x, h=1e-6):
-    x = np.asarray(x, dtype=float)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = h
-        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
 
 
 def random_positions(feature, m, seed):

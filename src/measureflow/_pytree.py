@@ -51,11 +51,3 @@ def build(cls, **fields):
     for name, value in fields.items():
         object.__setattr__(obj, name, value)
     return obj
-
-
-def replace(obj, **changes):
-    """``dataclasses.replace`` that also works for objects with a custom ``__init__``."""
-    new = object.__new__(type(obj))
-    for f in dataclasses.fields(obj):
-        object.__setattr__(new, f.name, changes.get(f.name, getattr(obj, f.name)))
-    return new
