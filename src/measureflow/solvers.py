@@ -230,29 +230,45 @@ def curvature(problem: Problem, particles: Particles, *, method: str = "gd", geo
     Hessian-vector products): the step must stay below 2 / curvature for stability."""
     _check_pair(problem, particles)
     geom = _geometry.get(geometry, problem.feature)
-    P = particles.positions
-    v0 = jax.random.normal(as_key(key), P.shape, P.dtype)
-    return float(_power_iteration(problem, P, particles.weights, v0, geom, _uses_prox(problem, method),
-                                  check_int("iterations", iterations, minimum=1)))
+    return float(_power_iteration(problem, particles.positions, particles.weights, as_key(key), geom,
+                                  _uses_prox(problem, method), check_int("iterations", iterations, minimum=1)))
 
 
-@functools.partial(jax.jit, static_argnames=("geometry", "prox", "iterations"))
-def _power_iteration(problem, P, w, v0, geometry, prox, iterations):
-    # Module level with the problem as an argument: one compilation per shape, not one per
-    # call (a sweep asks for the default step of every seed).
+def _power_iteration_impl(problem, P, w, key, geometry, prox, iterations):
+    # Massless particles (solve_batch's padding; user particles have w > 0) are left out:
+    # the iteration runs on the real particles' block, whose velocities do not depend on
+    # them. The start vector is drawn row by row (one key per particle), so a run's
+    # estimate does not depend on how much it is padded.
     geom = geometry.resolve(problem)
+    real = (w > 0)[:, None]
 
     def velocity(Q):
         return problem.value_and_velocity(Particles.unchecked(Q, w), smooth_only=prox)[1]
 
     def body(_, carry):
         v, _lam = carry
-        Mv = geom.precondition(problem.feature, P, jax.jvp(velocity, (P,), (v,))[1])
+        Mv = jnp.where(real, geom.precondition(problem.feature, P, jax.jvp(velocity, (P,), (v,))[1]), 0)
         nrm = jnp.linalg.norm(Mv)
         return Mv / jnp.where(nrm > 0, nrm, 1.0), nrm
 
+    rows = jnp.arange(P.shape[0])
+    v0 = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), P.shape[1:], P.dtype))(rows)
+    v0 = jnp.where(real, v0, 0)
     v0 = v0 / jnp.linalg.norm(v0)
     return jax.lax.fori_loop(0, iterations, body, (v0, jnp.zeros((), P.dtype)))[1]
+
+
+# Module level with the problem as an argument: one compilation per shape, not one per
+# call (a sweep asks for the default step of every seed).
+_power_iteration = jax.jit(_power_iteration_impl, static_argnames=("geometry", "prox", "iterations"))
+
+
+def _power_iterations(problems, P, w, key, geometry, prox, iterations, shared_problem):
+    one = lambda pr, P_, w_: _power_iteration_impl(pr, P_, w_, key, geometry, prox, iterations)  # noqa: E731
+    return jax.vmap(one, in_axes=(None if shared_problem else 0, 0, 0))(problems, P, w)
+
+
+_power_iterations_jit = jax.jit(_power_iterations, static_argnames=("geometry", "prox", "iterations", "shared_problem"))
 
 
 def default_step(problem: Problem, particles: Particles, *, method: str = "gd", geometry=None) -> float:
@@ -261,9 +277,14 @@ def default_step(problem: Problem, particles: Particles, *, method: str = "gd", 
     (``Geometry.curvature_bound``: at μ0 some curvature may be invisible, e.g. along the
     positions of zero-weight particles)."""
     _check_pair(problem, particles)
-    L = curvature(problem, particles, method=method, geometry=geometry)
-    bound = _geometry.get(geometry, problem.feature).curvature_bound(
-        problem, particles, smooth_only=_uses_prox(problem, method))
+    geom = _geometry.get(geometry, problem.feature)
+    return _step_from(curvature(problem, particles, method=method, geometry=geom), problem, particles, method, geom)
+
+
+def _step_from(L: float, problem, particles, method, geometry) -> float:
+    """1 / max(L, the geometry's curvature bound): the default step from the curvature L
+    estimated at the initial particles."""
+    bound = geometry.curvature_bound(problem, particles, smooth_only=_uses_prox(problem, method))
     if bound is not None and math.isfinite(L):
         L = max(L, bound)
     if not math.isfinite(L) or L <= 0:
@@ -329,17 +350,20 @@ def _prepare(problem, particles, method, step, iterations, batch_size, key, geom
     iterations, step, batch_size, snapshots, history_every = _validate(
         problem, particles, method, step, iterations, batch_size, snapshots, history_every, dtype)
     geom = _geometry.get(geometry, problem.feature)
-    key = as_key(key)
     dtype = jnp.dtype(dtype)
-    problem, particles = _cast(problem, dtype), particles.astype(dtype)
+    cast_problem, cast_particles = _cast(problem, dtype), particles.astype(dtype)
+    config = _config(method, iterations, history_every, snapshots, batch_size, geom, default_step=step is None)
+    if step is None:
+        L = curvature(cast_problem, cast_particles, method=method, geometry=geom)
+        step = _step_from(L, problem, particles, method, geom)
+    return cast_problem, cast_particles, step, as_key(key), config
+
+
+def _config(method, iterations, history_every, snapshots, batch_size, geometry, *, default_step: bool):
     # the default step is halved whenever F increases over a history interval (gd, fb): the
     # curvature at μ0 can be exceeded later in the run (2-homogeneous units grow ~2-3x)
-    guard = step is None and method != "sgd"
-    if step is None:
-        step = default_step(problem, particles, method=method, geometry=geom)
-    config = RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geom,
-                       halve_on_increase=guard)
-    return problem, particles, step, key, config
+    return RunConfig(method, iterations, history_every, log_spaced(iterations, snapshots), batch_size, geometry,
+                     halve_on_increase=default_step and method != "sgd")
 
 
 def _divergence(res: Result, step: float) -> DivergenceError | None:
@@ -414,10 +438,27 @@ def _check_stackable(problems):
                     f"{np.shape(b)}; solve_batch stacks the problems' arrays, so they need equal sizes")
 
 
+_seeds_to_keys = jax.jit(jax.vmap(jax.random.PRNGKey))
+
+
 def _stack_keys(keys):
+    """(B, 2) key data, or typed keys (B,), for a list of seeds or keys."""
+    if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
+        # one call for all the seeds: jax.random.PRNGKey costs ~0.5 ms per eager call
+        return np.asarray(_seeds_to_keys(np.asarray([check_seed("key", k) for k in keys], np.int64)))
+    keys = [as_key(k) for k in keys]
     if jnp.issubdtype(keys[0].dtype, jax.dtypes.prng_key):  # typed keys stay jax arrays
         return jnp.stack(keys)
     return np.stack([np.asarray(k) for k in keys])
+
+
+def _stack_host(trees, dtype):
+    """Stack pytrees leaf by leaf in NumPy, floating leaves cast to ``dtype``: eager jnp
+    ops here would compile once per distinct shape and run op by op."""
+    def stack(*xs):
+        a = np.stack([np.asarray(x) for x in xs])
+        return a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a
+    return jax.tree_util.tree_map(stack, *trees)
 
 
 def solve_batch(problems, particles, method: str = "gd", step=None, iterations: int = 1000, *,
@@ -449,25 +490,38 @@ def solve_batch(problems, particles, method: str = "gd", step=None, iterations: 
     keys = list(range(len(particles))) if keys is None else list(keys)
     if len(steps) != len(particles) or len(keys) != len(particles):
         raise ValidationError(f"step and keys need one entry per run ({len(particles)})")
-    prepared = [_prepare(pr, pa, method, st, iterations, batch_size, k, geometry, history_every, snapshots, dtype)
-                for pr, pa, st, k in zip(problems_list, particles, steps, keys)]
-    config = prepared[0][4]
+    # Host checks run by run (cheap); the casts, padding and stacking are done once in
+    # NumPy, and the keys and the default steps come from one vmapped call each: preparing
+    # runs one by one (a PRNGKey and a power iteration each) cost as much as small runs.
+    checked = [_validate(pr, pa, method, st, iterations, batch_size, snapshots, history_every, dtype)
+               for pr, pa, st in zip(problems_list, particles, steps)]
+    iterations, _, batch_size, snapshots, history_every = checked[0]
+    steps = [c[1] for c in checked]
+    missing = [b for b, st in enumerate(steps) if st is None]
+    if missing and len(missing) < len(steps) and method != "sgd":
+        raise ValidationError(
+            f"step gives a value for some runs and None (the default step, halved whenever F rises) for "
+            f"runs {missing}; the step control is compiled once per batch: run the two kinds in separate "
+            "solve_batch calls")
     if not shared:
-        _check_stackable([p[0] for p in prepared])
+        _check_stackable(problems_list)
+    geom = _geometry.get(geometry, problems_list[0].feature)
+    dtype = np.dtype(jnp.dtype(dtype))
+    keys = _stack_keys(keys)
     m_max = max(p.m for p in particles)
-    # padding and stacking on the host (NumPy): eager jnp ops here would compile once per
-    # distinct pad size and run op by op
-    positions, weights = [], []
-    for _, pa, *_ in prepared:
-        pad = m_max - pa.m
-        P, w = np.asarray(pa.positions), np.asarray(pa.weights)
-        positions.append(np.concatenate([P, np.repeat(P[:1], pad, axis=0)]))
-        weights.append(np.concatenate([w, np.zeros(pad, w.dtype)]))
-    dt = positions[0].dtype
-    problems_in = prepared[0][0] if shared else jax.tree_util.tree_map(
-        lambda *xs: np.stack([np.asarray(x) for x in xs]), *[p[0] for p in prepared])
-    out = _run_many_jit(problems_in, Particles.unchecked(np.stack(positions), np.stack(weights)),
-                        np.asarray([p[2] for p in prepared], dt), _stack_keys([p[3] for p in prepared]),
+    rows = np.arange(m_max)  # padding rows repeat the first particle
+    positions = np.stack([np.asarray(pa.positions, dtype)[np.where(rows < pa.m, rows, 0)] for pa in particles])
+    weights = np.stack([np.concatenate([np.asarray(pa.weights, dtype), np.zeros(m_max - pa.m, dtype)])
+                        for pa in particles])
+    problems_in = _cast(problems, dtype) if shared else _stack_host(problems_list, dtype)
+    if missing:
+        some = problems_in if shared else jax.tree_util.tree_map(lambda a: a[missing], problems_in)
+        L = np.asarray(_power_iterations_jit(some, positions[missing], weights[missing], as_key(0), geom,
+                                             _uses_prox(problems_list[0], method), 30, shared))
+        for b, Lb in zip(missing, L):
+            steps[b] = _step_from(float(Lb), problems_list[b], particles[b], method, geom)
+    config = _config(method, iterations, history_every, snapshots, batch_size, geom, default_step=bool(missing))
+    out = _run_many_jit(problems_in, Particles.unchecked(positions, weights), np.asarray(steps, dtype), keys,
                         config, shared)
     out = jax.tree_util.tree_map(np.asarray, out)
     results = []
