@@ -140,6 +140,9 @@ CASES = [
          VE, r"problems\[1\]\.data\.X has shape \(10, 2\) but problems\[0\] has \(20, 2\)"),
     Case("solve-batch-single", "api", "solve_batch given one Particles", lambda t: mf.solve_batch(PROB, MU, step=0.1), TE,
          r"particles must be a sequence of mf.Particles .* for a single run use mf.solve"),
+    Case("solve-batch-mixed-steps", "api", "solve_batch mixing default and given steps", lambda t: mf.solve_batch(
+        PROB, [MU, MU], step=[None, 0.1], iterations=2), VE,
+         r"step gives a value for some runs and None .* for runs \[0\]; .* run the two kinds in separate solve_batch calls"),
     # -- problem ingredients ------------------------------------------------------------
     Case("lambda-negative", "api", "lambda < 0", lambda t: mf.L1(-0.1), VE, r"lam=-0.1 is invalid: it must be >= 0"),
     Case("lambda-string", "api", "lambda = 'big'", lambda t: mf.L2("big"), TE, r"lam must be a real number, got 'big'"),

@@ -188,6 +188,22 @@ def test_solve_batch_equals_one_by_one_with_padding():
     assert batch[0].diverged_at == -1 and batch[1].diverged_at >= 0
 
 
+def test_solve_batch_default_steps_equal_solve():
+    """The batched default step (one vmapped power iteration over padded runs, padding
+    masked out) gives each run the step mf.solve estimates for it alone."""
+    shared = tanh_problem(mf.L2(1e-3))
+    inits = [mf.init.admissible(shared.feature, m, key=k) for k, m in [(0, 5), (1, 12), (2, 9)]]
+    for problems in (shared, [tanh_problem(mf.L2(1e-3), seed=s) for s in range(3)]):
+        batch = mf.solve_batch(problems, inits, "gd", iterations=300)
+        for b, (mu0, res) in enumerate(zip(inits, batch)):
+            prob = problems if isinstance(problems, mf.Problem) else problems[b]
+            one = mf.solve(prob, mu0, "gd", iterations=300, snapshots=0)
+            first = mf.default_step(prob, mu0)
+            assert res.step == pytest.approx(one.step, rel=1e-12)
+            assert first >= one.step and one.step / first in (1.0, 0.5, 0.25, 0.125)  # halved or not
+            np.testing.assert_allclose(res.history, one.history, rtol=1e-10, atol=1e-14)
+
+
 def test_solve_batch_over_problems_with_sgd():
     probs = [tanh_problem(mf.L2(1e-3), seed=s) for s in range(3)]
     inits = [mf.init.admissible(p.feature, 6, key=s) for s, p in enumerate(probs)]
