@@ -21,17 +21,30 @@ with the step timings: two N×N matrices, the step's own product (m×d)(d×n) in
 and the same split in the blocks of samples the step uses (``problem.block_size``). The
 largest of the three is the peak: under load from other processes, multithreaded large
 products lose more than small ones, and the peak must not be underestimated.
+
+A second pair of rows repeats the whole measurement in a child process pinned to one core
+(``--one-core``): step and peak both on one thread. On a 2-vCPU machine the two-thread
+ratio swings with whatever else holds the second vCPU; the one-core ratio much less.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+import dataclasses
+import json
+import os
+import subprocess
+import sys
 
-import measureflow as mf
-from measureflow import problem as problem_module
-from _harness import Row, best_times, fmt_time, ready
+if __name__ == "__main__" and "--one-core" in sys.argv:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before XLA starts its thread pool
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import measureflow as mf  # noqa: E402
+from measureflow import problem as problem_module  # noqa: E402
+from _harness import Row, best_times, fmt_time, ready  # noqa: E402
 
 
 def flops(m: int, n: int, d: int) -> int:
@@ -94,8 +107,34 @@ def measure(dtype: str, *, n: int = 4096, d: int = 100, m: int = 1024, N: int = 
                 "≥ 0.70", ratio >= 0.7, note)]
 
 
+def _sizes(quick: bool) -> dict:
+    return dict(reps=5 if quick else 10, K=8 if quick else 16, N=1024 if quick else 1536)
+
+
+def _one_core(quick: bool) -> list[Row]:
+    """The same measurement in a child process pinned to one core: the ratio without the
+    second thread, whose share of a small VM's time varies the most under load."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, os.path.join(here, "network_step.py"), "--one-core"]
+                         + (["--quick"] if quick else []), env=env, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"one-core child failed:\n{out.stderr[-2000:]}")
+    rows = [Row(**r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
+    for r in rows:
+        r.item = r.item.replace(": GFLOP/s", ", 1 core: GFLOP/s")
+    return rows
+
+
 def run(quick: bool) -> list[Row]:
     rows = []
     for dtype in ("float32", "float64"):
-        rows += measure(dtype, reps=5 if quick else 10, K=8 if quick else 16, N=1024 if quick else 1536)
+        rows += measure(dtype, **_sizes(quick))
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        rows += _one_core(quick)
     return rows
+
+
+if __name__ == "__main__" and "--one-core" in sys.argv:
+    print(json.dumps([dataclasses.asdict(r) for dtype in ("float32", "float64")
+                      for r in measure(dtype, **_sizes("--quick" in sys.argv))]))
