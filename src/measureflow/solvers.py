@@ -14,7 +14,6 @@ A non-finite objective or position freezes the state at its last finite value an
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
