@@ -470,7 +470,9 @@ def solve_batch(problems, particles, method: str = "gd", step=None, iterations: 
     particles  a sequence of Particles; they may differ in m: the smaller ones are padded
                with massless copies of their first particle, which change neither f_μ nor
                F nor (by the mean-field invariance) the other particles' flow
-    step       None (each run's default), a float, or one per run
+    step       None (each run's default, estimated for all runs in one vmapped call), a
+               float, or one per run (for "gd"/"fb" not a mix of None and values: the
+               default step's halving control is compiled for the whole batch)
     keys       one seed or key per run ("sgd"); default 0, 1, 2, ...
 
     A diverging run does not stop the others: its Result has ``diverged_at >= 0``.
