@@ -23,12 +23,12 @@ particles lie on the teacher rays and the scales on ray k add up to (m/m0)·|a*_
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 import numpy as np
 
 import measureflow as mf
+from _report import report
 
 
 def run(seed: int = 0, m: int = 10, teacher_units: int = 3, n: int = 1000, iterations: int = 20_000,
@@ -57,7 +57,7 @@ def planar(positions: np.ndarray) -> np.ndarray:
 
 
 def plot(res, ts, out: pathlib.Path, stem: str, title: str, ylabel: str = "training loss (= excess loss)"):
-    from measureflow.plotting.figures import new_figure, save_figure
+    from measureflow.plotting.figures import history_axis, new_figure, save_figure
     from measureflow.plotting.particle_paths import planar_paths
 
     fig, (ax, ax2) = new_figure(10, 4.6, ncols=2)
@@ -68,10 +68,7 @@ def plot(res, ts, out: pathlib.Path, stem: str, title: str, ylabel: str = "train
     ax.set_ylabel("|a|·b")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
-    ax2.loglog(np.maximum(res.history_iterations, 1), res.history)
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel(ylabel)
-    ax2.grid(True, which="both", alpha=0.3)
+    history_axis(ax2, res.history_iterations, res.history, ylabel)
     return save_figure(fig, out, stem)
 
 
@@ -87,10 +84,7 @@ def main():
     summary, res, ts = run(args.seed, args.m, args.teacher_units, args.n, args.iterations)
     stem = f"relu_gd_seed{args.seed}"
     paths = plot(res, ts, args.out, stem, f"ReLU, GD, m = {args.m}, m0 = {args.teacher_units}")
-    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
-    for key, value in summary.items():
-        print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
-    print("figure:", *paths)
+    report(summary, args.out, stem, paths)
 
 
 if __name__ == "__main__":

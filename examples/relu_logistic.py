@@ -17,13 +17,13 @@ The figure shows both boundaries in the input plane and the training loss.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 
 import measureflow as mf
+from _report import report
 
 
 def balanced_teacher(feature, teacher_units: int, seed: int, minority: float = 0.25):
@@ -63,7 +63,7 @@ def run(seed: int = 0, m: int = 50, teacher_units: int = 3, n: int = 2000, itera
 
 
 def plot(res, ts, train, out: pathlib.Path, stem: str):
-    from measureflow.plotting.figures import new_figure, save_figure
+    from measureflow.plotting.figures import history_axis, new_figure, save_figure
 
     fig, (ax, ax2) = new_figure(10, 4.6, ncols=2)
     g = np.linspace(-3, 3, 301)
@@ -84,10 +84,7 @@ def plot(res, ts, train, out: pathlib.Path, stem: str):
     ax.set_ylabel("x₂")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("logistic loss, labels sign(f*), ReLU student")
-    ax2.loglog(np.maximum(res.history_iterations, 1), res.history)
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel("training logistic loss")
-    ax2.grid(True, which="both", alpha=0.3)
+    history_axis(ax2, res.history_iterations, res.history, "training logistic loss")
     return save_figure(fig, out, stem)
 
 
@@ -103,10 +100,7 @@ def main():
     summary, res, ts, train = run(args.seed, args.m, args.teacher_units, args.n, args.iterations)
     stem = f"relu_logistic_seed{args.seed}"
     paths = plot(res, ts, train, args.out, stem)
-    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
-    for key, value in summary.items():
-        print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
-    print("figure:", *paths)
+    report(summary, args.out, stem, paths)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ dashed rays and stars at |a*|·(w*, b*) (see relu_gd.py).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 import measureflow as mf
+from _report import report
 from relu_gd import plot
 
 
@@ -57,10 +57,7 @@ def main():
     stem = f"relu_sgd_seed{args.seed}"
     paths = plot(res, ts, args.out, stem, f"ReLU, SGD (fresh samples), m = {args.m}, m0 = {args.teacher_units}",
                  ylabel="population excess loss (exact)")
-    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
-    for key, value in summary.items():
-        print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
-    print("figure:", *paths)
+    report(summary, args.out, stem, paths)
 
 
 if __name__ == "__main__":

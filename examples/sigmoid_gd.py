@@ -21,12 +21,12 @@ not homogeneous in (w, b), so the particles must reach the teacher positions the
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 import numpy as np
 
 import measureflow as mf
+from _report import report
 
 
 def run(activation: str = "sigmoid", seed: int = 0, m: int = 50, teacher_units: int = 3, n: int = 1000,
@@ -60,7 +60,7 @@ def run(activation: str = "sigmoid", seed: int = 0, m: int = 50, teacher_units: 
 
 
 def plot(res, ts, out: pathlib.Path, stem: str, title: str, ylabel: str):
-    from measureflow.plotting.figures import new_figure, save_figure
+    from measureflow.plotting.figures import history_axis, new_figure, save_figure
     from measureflow.plotting.particle_paths import NEGATIVE, POSITIVE
 
     fig, (ax, ax2) = new_figure(10, 4.6, ncols=2)
@@ -82,10 +82,7 @@ def plot(res, ts, out: pathlib.Path, stem: str, title: str, ylabel: str):
     ax.set_ylabel(names[1])
     ax.set_title(title)
     ax.legend(fontsize=7)
-    ax2.loglog(np.maximum(res.history_iterations, 1), res.history)
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel(ylabel)
-    ax2.grid(True, which="both", alpha=0.3)
+    history_axis(ax2, res.history_iterations, res.history, ylabel)
     return save_figure(fig, out, stem)
 
 
@@ -106,10 +103,7 @@ def main():
     ylabel = "training loss (= excess loss)" if summary["method"] == "gd" else "population excess loss (exact)"
     paths = plot(res, ts, args.out, stem, f"{args.activation}, {summary['method'].upper()}, m = {args.m}, "
                  f"m0 = {args.teacher_units}", ylabel)
-    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
-    for key, value in summary.items():
-        print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
-    print("figure:", *paths)
+    report(summary, args.out, stem, paths)
 
 
 if __name__ == "__main__":

@@ -194,16 +194,8 @@ def _metric_lookup(out_dir) -> dict:
     return {(r, m): v for r, m, v in zip(df["run"], df["metric"], df["value"])}
 
 
-def _history_axis(ax, hist: pd.DataFrame, label: str):
-    it = hist["iteration"].to_numpy()
-    ax.loglog(it + 1, hist["objective"].to_numpy(), color="k", lw=1)
-    ax.set_xlabel("iteration + 1")
-    ax.set_ylabel(label)
-    ax.grid(True, which="major", alpha=0.3)
-
-
 def plot_deconvolution(out_dir: pathlib.Path) -> list[pathlib.Path]:
-    from ..plotting.figures import new_figure, save_figure
+    from ..plotting.figures import history_axis, new_figure, save_figure
     from ..plotting.particle_paths import spike_paths
 
     paths = read_table(out_dir, "deconvolution_paths")
@@ -233,7 +225,7 @@ def plot_deconvolution(out_dir: pathlib.Path) -> list[pathlib.Path]:
     ax.set_ylabel("weight r")
     ax.set_title(f"Forward–backward paths of m = {S.shape[1]} particles")
     ax.legend(fontsize=7, loc="best")
-    _history_axis(axes[1, 1], hist, "objective F(μ)")
+    history_axis(axes[1, 1], hist["iteration"], hist["objective"], "objective F(μ)")
     axes[1, 1].set_title("Objective")
     axes[0, 1].axis("off")
     met = _metric_lookup(out_dir)
@@ -251,7 +243,7 @@ def plot_deconvolution(out_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 def plot_network(out_dir: pathlib.Path, run: str) -> list[pathlib.Path]:
-    from ..plotting.figures import new_figure, save_figure
+    from ..plotting.figures import history_axis, new_figure, save_figure
     from ..plotting.particle_paths import planar_paths
 
     paths = read_table(out_dir, f"{run}_paths")
@@ -271,7 +263,7 @@ def plot_network(out_dir: pathlib.Path, run: str) -> list[pathlib.Path]:
     axes[0].set_ylabel(f"|a|·{cols[1]}")
     axes[0].legend(fontsize=7, loc="best")
     label = "training risk" if run == "relu_gd" else "population risk (exact)"
-    _history_axis(axes[1], hist, label)
+    history_axis(axes[1], hist["iteration"], hist["objective"], label)
     axes[1].set_title("Objective")
     return save_figure(fig, out_dir, run)
 

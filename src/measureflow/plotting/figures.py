@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
+
 FORMATS = ("png", "pdf")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None}}
 
@@ -25,6 +27,14 @@ def new_figure(width: float, height: float, **subplots):
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=(width, height), layout="constrained", **subplots)
+
+
+def history_axis(ax, iterations, objective, ylabel: str) -> None:
+    """The objective against iteration + 1 (so that iteration 0 shows) on log-log axes."""
+    ax.loglog(np.asarray(iterations) + 1, np.asarray(objective), color="k", lw=1)
+    ax.set_xlabel("iteration + 1")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def save_figure(fig, out_dir: str | pathlib.Path, stem: str, *, dpi: int = 150) -> list[pathlib.Path]:
