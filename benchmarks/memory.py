@@ -66,9 +66,11 @@ def child(case: str, m: int) -> dict:
         ma = fn.lower(mu0.positions).compile().memory_analysis()
         return {"case": case, "m": m, "n": m, "d": D, "base": base, "peak": _peak_bytes(),
                 "temp": int(ma.temp_size_in_bytes), "finite": True}
-    prob, parts, step, key, config = mf.solvers._prepare(problem, mu0, kw["method"], kw["step"], ITS,
-                                                         kw["batch_size"], 0, None, ITS, 0, "float64")
-    compiled = mf.solvers._run_jit.lower(prob, parts, step, key, config).compile()
+    from measureflow.solvers.driver import _run_jit, prepare
+
+    prep = prepare(problem, mu0, kw["method"], kw["step"], ITS, batch_size=kw["batch_size"], history_every=ITS,
+                   snapshots=0)
+    compiled = _run_jit.lower(prep.problem, prep.state, prep.recorder, prep.controls(prep.end), prep.config).compile()
     ma = compiled.memory_analysis()
     temp = int(getattr(ma, "temp_size_in_bytes", -1)) if ma is not None else -1
     res = mf.solve(problem, mu0, kw["method"], step=kw["step"], iterations=ITS, batch_size=kw["batch_size"],

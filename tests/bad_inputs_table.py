@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import sqlite3
 import sys
 import tempfile
@@ -62,6 +63,25 @@ def solve(**kw):
     return lambda tmp: mf.solve(PROB, MU, **{"step": 0.1, "iterations": 5, **kw})
 
 
+def _checkpoint_mismatch(tmp, what):
+    """A checkpoint written by a 3-step run, then resumed against another problem, after its
+    version is changed, or after its bytes are damaged."""
+    path = tmp / f"{what}.npz"
+    mf.solve(PROB, MU, step=0.1, iterations=3, checkpoint=path)
+    other = PROB
+    if what == "problem":
+        other = mf.Problem(TANH, "square", None, mf.data.Dataset(X, 2 * y))
+    elif what == "version":
+        with np.load(path) as z:
+            arrays = dict(z)
+        header = json.loads(str(arrays["header"]))
+        arrays["header"] = np.asarray(json.dumps(dict(header, measureflow="0.0.0-other")))
+        np.savez(path, **arrays)
+    else:
+        path.write_bytes(path.read_bytes()[:100])
+    return mf.solve(other, MU, step=0.1, iterations=3, checkpoint=path)
+
+
 def _store_with_tampered_arrays(tmp):
     with Store(tmp / "tampered") as store:
         store.record(RunRecord("r1", "t", {}, "done"), {"x": np.ones(2)})
@@ -105,8 +125,8 @@ CASES = [
          r"positions contains non-finite values"),
     Case("positions-ragged", "api", "ragged positions", lambda t: mf.Particles([[1.0, 2.0], [3.0]]), TE,
          r"positions could not be converted to an array"),
-    Case("weights-zero", "api", "zero particle masses", lambda t: mf.Particles(np.ones((3, 3)), np.zeros(3)), VE,
-         r"weights must be > 0"),
+    Case("weights-negative", "api", "negative particle masses", lambda t: mf.Particles(np.ones((3, 3)), -np.ones(3)), VE,
+         r"weights \(masses\) must be >= 0, got min -1.0 at particle 0"),
     Case("particles-wrong-p", "api", "particles with the wrong p (solve)", lambda t: mf.solve(PROB, mf.Particles(np.ones((4, 2)))),
          VE, r"particles have dimension p=2 but the feature Custom has dim=3"),
     Case("particles-wrong-p-objective", "api", "particles with the wrong p (Problem.objective)",
@@ -122,7 +142,36 @@ CASES = [
     Case("step-complex", "api", "step = 1j", solve(step=1j), TE, r"step must be a real number, got 1j \(complex\)"),
     Case("iterations-zero", "api", "iterations = 0", solve(iterations=0), VE, r"iterations=0 is invalid: it must be >= 1"),
     Case("iterations-float", "api", "iterations = 10.0", solve(iterations=10.0), TE, r"iterations must be an integer, got 10.0"),
-    Case("method-unknown", "api", "unknown method", solve(method="adam"), VE, r"method='adam' is not one of 'gd', 'fb', 'sgd'"),
+    Case("method-unknown", "api", "unknown method", solve(method="adam"), VE, r"method='adam' is not one of 'gd', 'fb', 'wfr', 'sgd'"),
+    Case("method-not-a-rule", "api", "an object that is not an update rule", solve(method=3.5), TE,
+         r"method must be one of 'gd', 'fb', 'wfr', 'sgd' or an update rule .*got float: 3.5"),
+    Case("optax-not-transformation", "api", "Optax given something that is not a GradientTransformation",
+         lambda t: mf.methods.Optax(lambda g: g), TE, r"Optax needs an optax.GradientTransformation .*got function"),
+    Case("wfr-alpha-zero", "api", "WFR with alpha = 0", lambda t: mf.methods.WFR(alpha=0.0), VE,
+         r"alpha=0.0 is invalid: the Fisher–Rao rate must be finite and > 0"),
+    Case("wfr-alpha-inf", "api", "WFR with alpha = inf", lambda t: mf.methods.WFR(alpha=float("inf")), VE,
+         r"alpha=inf is invalid"),
+    Case("wfr-beta-negative", "api", "WFR with beta < 0", lambda t: mf.methods.WFR(beta=-1.0), VE,
+         r"beta=-1.0 is invalid: the Wasserstein rate must be finite and >= 0"),
+    Case("wfr-beta-nan", "api", "WFR with beta = NaN", lambda t: mf.methods.WFR(beta=float("nan")), VE,
+         r"beta=nan is invalid"),
+    Case("wfr-normalize-zero-mass", "api", "WFR(normalize=True) on all-zero masses", lambda t: mf.solve(
+        PROB, mf.Particles(MU.positions, np.zeros(4)), mf.methods.WFR(normalize=True), step=0.1), VE,
+         r"WFR\(normalize=True\) needs a positive total mass; all initial masses are 0"),
+    Case("tol-zero", "api", "tol = 0", solve(tol=0.0), VE, r"tol=0.0 is invalid: it must be > 0"),
+    Case("tol-negative", "api", "tol < 0", solve(tol=-1e-3), VE, r"tol=-0.001 is invalid: it must be > 0"),
+    Case("resume-other-rule", "api", "continuing a run with another rule", lambda t: mf.solve(
+        PROB, mf.solve(PROB, MU, "gd", step=0.1, iterations=3), "wfr"), VE,
+         r"cannot continue a run of GradientStep\(\) with method='wfr'"),
+    Case("checkpoint-other-problem", "api", "a checkpoint file from another problem",
+         lambda t: _checkpoint_mismatch(t, "problem"), VE, r"checkpoint .* belongs to a run with another problem"),
+    Case("checkpoint-other-version", "api", "a checkpoint file from another measureflow version",
+         lambda t: _checkpoint_mismatch(t, "version"), VE, r"checkpoint .* was written by measureflow 0.0.0-other"),
+    Case("checkpoint-damaged", "api", "a damaged checkpoint file", lambda t: _checkpoint_mismatch(t, "damaged"), VE,
+         r"checkpoint .* is damaged or not a measureflow checkpoint"),
+    Case("sampler-gd-no-closed-form", "api", "gd on a sampler without a closed-form risk", lambda t: mf.solve(
+        mf.Problem(TANH, "square", None, mf.data.Sampler(lambda k, n, p: (jnp.ones((n, 2)), jnp.ones(n)), 2)), MU,
+        step=0.1), VE, r"the data is a Sampler without a closed-form population risk .* pass batch_size="),
     Case("sgd-no-batch", "api", "sgd without batch_size", solve(method="sgd"), VE, r"method='sgd' needs batch_size="),
     Case("batch-size-huge", "api", "sgd batch_size = 10^12 (memory)", solve(method="sgd", batch_size=10**12), VE,
          r"a minibatch of batch_size=1000000000000 samples in R\^2 would need .* GiB.*; lower batch_size"),
@@ -158,9 +207,9 @@ CASES = [
         "sgd", step=0.1, batch_size=4), VE, r"the logistic loss needs labels y in \{-1, 1\}.*TeacherStudent\(task='classification'\)"),
     Case("regularizer-no-prox", "api", "fb with a regularizer lacking a prox", lambda t: mf.solve(
         mf.Problem(TANH, "square", lambda th: jnp.sum(th**4), DATA), MU, "fb", step=0.1), VE,
-         r"method='fb' applies the prox of the regularizer, but Custom has none"),
+         r"forward–backward applies the prox of the regularizer, but Custom has none"),
     Case("nonsmooth-gd", "api", "gd on the non-smooth L1", lambda t: mf.solve(
-        mf.Problem(TANH, "square", mf.L1(0.1), DATA), MU, "gd", step=0.1), VE, r"L1 is non-smooth: method='gd'"),
+        mf.Problem(TANH, "square", mf.L1(0.1), DATA), MU, "gd", step=0.1), VE, r"L1 is non-smooth: the gradient step would differentiate it; use method='fb'"),
     Case("input-dim", "api", "data dimension != feature input_dim", lambda t: mf.Problem(ReLU(3), "square", None, DATA), VE,
          r"data has input dimension 2 but the feature ReLU expects input_dim=3"),
     Case("custom-feature-vector", "api", "user feature returning a vector", lambda t: mf.Problem(

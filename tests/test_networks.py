@@ -343,17 +343,12 @@ def test_default_step_control_halves_a_step_that_outgrows_the_curvature():
     prob = mf.Problem(feature, data=ts.training_set(200))
     mu0 = mf.init.admissible(feature, 8, key=1)
     s0 = mf.default_step(prob, mu0)
-    run = jax.jit(mf.run, static_argnames="config")
-    key = jax.random.PRNGKey(0)
-
-    def config(guard):
-        return mf.solvers.RunConfig("gd", 2000, 1, (), None, mf.geometry.Euclidean(), halve_on_increase=guard)
-
-    plain = run(prob, mu0, jnp.asarray(4 * s0), key, config(False))
+    kw = dict(step=4 * s0, iterations=2000, history_every=1, snapshots=0)
+    plain = mf.solve(prob, mu0, "gd", halve_on_increase=False, **kw)
     assert plain.history[-1] > plain.history[0]
-    guarded = run(prob, mu0, jnp.asarray(4 * s0), key, config(True))
+    guarded = mf.solve(prob, mu0, "gd", halve_on_increase=True, **kw)
     assert float(guarded.step) == pytest.approx(2 * s0, rel=1e-12)
     assert guarded.history[-1] < 0.2 * guarded.history[0]
-    split = run(prob, mu0.split(), jnp.asarray(4 * s0), key, config(True))
+    split = mf.solve(prob, mu0.split(), "gd", halve_on_increase=True, **kw)
     np.testing.assert_allclose(split.history, guarded.history, rtol=1e-10, atol=1e-15)
     assert float(split.step) == float(guarded.step)

@@ -8,8 +8,10 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import data, features, geometry, init, kernels, losses, regularizers  # noqa: E402
-from . import certificates, deconvolution  # noqa: E402
+from . import data, features, init, kernels, losses, regularizers  # noqa: E402
+from . import methods, solvers  # noqa: E402
+from .solvers import geometry  # noqa: E402  (the metrics on Θ live in the solver layer)
+from . import baselines, certificates, deconvolution  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .errors import (  # noqa: E402
     DivergenceError,
@@ -22,11 +24,11 @@ from .particles import Particles  # noqa: E402
 from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
 from . import store  # noqa: E402  (results on disk: mf.store.Store)
-from .solvers import Result, default_step, run, solve, solve_batch  # noqa: E402
+from .solvers import Result, SolverState, default_step, run, solve, solve_batch  # noqa: E402
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
-    "kernels", "certificates", "deconvolution",
-    "Problem", "Particles", "Result", "solve", "solve_batch", "run", "default_step", "L1", "L2",
+    "kernels", "methods", "solvers", "baselines", "certificates", "deconvolution",
+    "Problem", "Particles", "Result", "SolverState", "solve", "solve_batch", "run", "default_step", "L1", "L2",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]

@@ -91,7 +91,7 @@ def random_features(problem: Problem, particles: Particles, *, tol: float = 1e-1
     s, y = np.asarray(data.sample_weights), np.asarray(data.y)
     w = np.asarray(particles.weights)
     reg = problem.regularizer
-    square = problem.loss.name == "square"
+    square = problem.loss.quadratic
 
     if square and isinstance(reg, (NoRegularizer, L2)):
         lam = reg.lam if isinstance(reg, L2) else 0.0
@@ -128,13 +128,16 @@ def _kkt(problem, particles, c) -> float:
 def _fista(problem, particles, A, s, y, w, lam, tol, max_iterations):
     """FISTA on the mean-field scaled variable: gradient (1/w_i) ∂/∂a_i, prox λ|a_i|."""
     c = problem.feature.weight_index
-    smooth_curv = 1.0 if problem.loss.name == "square" else 0.25
+    smooth_curv = problem.loss.curvature
+    if smooth_curv is None:
+        raise ValidationError(f"random_features needs a bound on the loss's curvature; {problem.loss.name!r} has none "
+                              "(give the Loss curvature=)")
     # curvature of a ↦ R(Aa) in the metric diag(w): λmax(W^{-1/2} Aᵀ S A W^{-1/2}) ℓ''max
     B = A * np.sqrt(s)[:, None] / np.sqrt(w)[None, :]
     L = smooth_curv * np.linalg.norm(B, 2) ** 2
     eta = 1.0 / max(L, 1e-300)
 
-    if problem.loss.name == "square":   # plain NumPy: cheaper than a dispatch per step
+    if problem.loss.quadratic:   # plain NumPy: cheaper than a dispatch per step
         AtS, Aty = A.T * s[None, :], A.T @ (s * y)
         G = AtS @ A
 

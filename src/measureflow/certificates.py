@@ -79,7 +79,7 @@ def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array]
 
 
 def _default_grid(feature, k: int) -> int:
-    res = getattr(feature, "resolution", None)
+    res = feature.resolution
     if res is None:
         return 512 if k == 1 else 96
     # spacing res/16 in 1-D (res/8 in 2-D): grid maxima lie in the concave basin of the
@@ -239,7 +239,7 @@ def duality_gap(problem: Problem, particles: Particles, *, cert: Certificate | N
     """The duality gap of ``particles`` for the square loss (module docstring); ``cert``
     reuses a computed :func:`certificate`."""
     _check(problem, particles)
-    if problem.loss.name != "square":
+    if not problem.loss.quadratic:
         raise ValidationError(f"duality_gap is implemented for the square loss, not {problem.loss.name!r}")
     cert = certificate(problem, particles, **certificate_options) if cert is None else cert
     s = min(1.0, 1.0 / cert.sup) if cert.sup > 0 else 1.0

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InputTypeError, SupportWarning, ValidationError
 from .features.base import Feature
 from .particles import Particles
-from .validation import check_int, check_memory, check_real
+from .validation import as_key, check_int, check_memory, check_real
 
 
 def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Particles:
@@ -28,8 +28,6 @@ def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Parti
     partial: θ_i,r = 0, other coordinates from ``feature.sample_positions`` (full support)
     none:    θ_i ~ N(0, radius² I) (no theory applies; a reasonable default)
     """
-    from .solvers import as_key
-
     if not isinstance(feature, Feature):
         raise InputTypeError(f"feature must be a measureflow Feature, got {feature!r}")
     m = check_int("m", m, minimum=1)

@@ -164,3 +164,25 @@ def get(kernel=None, cutoff=None) -> Kernel:
     if cutoff is None:
         raise ValidationError("pass cutoff= (Dirichlet cut-off frequency) or kernel=")
     return Dirichlet(cutoff)
+
+
+# -- sampling grids that represent a kernel ------------------------------------------
+
+
+def min_grid(kernel: Kernel) -> int:
+    """The smallest number of grid points per axis for which the grid square loss is the
+    exact L² loss of filtered measures: 2K + 1, K = ``kernel.quadrature_bandwidth``."""
+    return 2 * kernel.quadrature_bandwidth + 1
+
+
+def check_grid(grid: int, kernel: Kernel) -> int:
+    """Raise a ValidationError unless a ``grid``-point axis represents ``kernel``."""
+    grid = check_int("grid", grid, minimum=1)
+    need = min_grid(kernel)
+    if grid < need:
+        K = kernel.quadrature_bandwidth
+        what = f"the cut-off f_c={K}" if kernel.bandwidth == K else f"{kernel!r} (bandwidth K={K})"
+        raise ValidationError(
+            f"grid={grid} cannot represent {what}: the square loss on an N-point grid equals the "
+            f"exact L² loss of the filtered signal only for N > 2K = {2 * K}; use grid >= {need}")
+    return grid

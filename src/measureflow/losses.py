@@ -18,12 +18,19 @@ from .validation import check_choice
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-    """A loss ``fn(f, y) -> per-sample values``, convex and smooth in f. ``labels``: the
-    values y must take (``None``: any real), checked against the data by ``Problem``."""
+    """A loss ``fn(f, y) -> per-sample values``, convex and smooth in f.
+
+    labels     the values y must take (``None``: any real), checked against the data
+    curvature  sup_f ∂₁²ℓ (``None``: unknown): 1 for the square loss, 1/4 for the logistic
+    quadratic  ℓ = ½(f − y)²: R is then an exact quadratic in f (closed-form population
+               risks, curvature bounds and duality certificates rely on it)
+    """
 
     fn: Callable
     name: str = "custom"
     labels: tuple | None = None
+    curvature: float | None = None
+    quadratic: bool = False
 
     def __post_init__(self):
         if not callable(self.fn):
@@ -47,10 +54,10 @@ def _logistic(f, y):
     return jnp.logaddexp(0.0, -y * f)
 
 
-square = Loss(_square, "square")
+square = Loss(_square, "square", curvature=1.0, quadratic=True)
 """ℓ(f, y) = ½ (f − y)²."""
 
-logistic = Loss(_logistic, "logistic", labels=(-1.0, 1.0))
+logistic = Loss(_logistic, "logistic", labels=(-1.0, 1.0), curvature=0.25)
 """ℓ(f, y) = log(1 + exp(−y f)), labels y ∈ {−1, +1}."""
 
 _BUILTIN = {"square": square, "logistic": logistic}

@@ -13,10 +13,11 @@ from .validation import check_array
 
 @pytree_dataclass
 class Particles:
-    """Positions θ (m, p) and masses w (m,), w_i > 0 (default 1/m).
+    """Positions θ (m, p) and masses w (m,), w_i ≥ 0 (default 1/m).
 
-    The masses are the mean-field weights of the measure, constant during the flow; a
-    feature's own weight coordinate (output weight a, amplitude r) is part of θ.
+    The masses are the mean-field weights of the measure: constant under the gradient
+    rules, moving under Wasserstein–Fisher–Rao (``mf.methods.WFR``); a feature's own weight
+    coordinate (output weight a, amplitude r) is part of θ.
     """
 
     positions: jax.Array
@@ -35,8 +36,9 @@ class Particles:
             w = np.full(m, 1.0 / m)
         else:
             w = check_array("weights", weights, shape=(m,))
-            if np.any(w <= 0):
-                raise ValidationError(f"weights must be > 0 (got min {w.min()}); drop massless particles instead")
+            if np.any(w < 0):
+                raise ValidationError(f"weights (masses) must be >= 0, got min {w.min()} at particle "
+                                      f"{int(np.argmin(w))}: a measure has nonnegative mass")
         object.__setattr__(self, "positions", jnp.asarray(P))
         object.__setattr__(self, "weights", jnp.asarray(w))
 

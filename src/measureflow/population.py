@@ -29,12 +29,31 @@ def _arccos_profile(u):
     return jnp.sqrt(1.0 - u * u) + (jnp.pi - jnp.arccos(u)) * u
 
 
+@jax.custom_jvp
+def _arccos_slope(u):
+    """J'(u) = π − arccos u."""
+    return jnp.pi - jnp.arccos(jnp.clip(u, -1.0, 1.0))
+
+
+@_arccos_slope.defjvp
+def _arccos_slope_jvp(primals, tangents):
+    # J''(u) = 1/sin α is infinite at u = ±1, where a unit meets itself (the self pair of
+    # a quadratic form). There u is computed as exactly ±1 and du is rounding noise, while
+    # exactly du = O(sin α): the second-order term J''·du·du' = O(sin α) → 0. Below
+    # sin²α = 1e3·eps (α ≈ 5e-7 in float64) it is set to its limit 0 — an error O(α) in
+    # second derivatives of the population risk (curvature, Hessians), instead of NaN.
+    (u,), (du,) = primals, tangents
+    s = 1.0 - u * u
+    near = s > 1e3 * jnp.finfo(jnp.result_type(u)).eps
+    return _arccos_slope(u), jnp.where(near, du / jnp.sqrt(jnp.where(near, s, 1.0)), 0.0)
+
+
 @_arccos_profile.defjvp
 def _arccos_profile_jvp(primals, tangents):
     # J'(u) = π − arccos u is bounded on [−1, 1], although sqrt and arccos are not
     # differentiable at u = ±1 (parallel units): differentiate the sum, not its parts.
     (u,), (du,) = primals, tangents
-    return _arccos_profile(u), (jnp.pi - jnp.arccos(jnp.clip(u, -1.0, 1.0))) * du
+    return _arccos_profile(u), _arccos_slope(u) * du
 
 
 def _safe_norm(W):

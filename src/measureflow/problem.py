@@ -14,6 +14,8 @@ that uses it (several times faster than whole-matrix passes at m·n ≳ 10⁶).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +63,20 @@ def sum_over_samples(fn, m: int, X, y, s):
     zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(fn, Xb[0], yb[0], sb[0]))
     add = lambda acc, blk: (jax.tree_util.tree_map(jnp.add, acc, fn(*blk)), None)  # noqa: E731
     return jax.lax.scan(add, zero, (Xb, yb, sb))[0]
+
+
+class Field(NamedTuple):
+    """What one pass over the data gives the update rules at μ = Σ_i w_i δ_{θ_i}.
+
+    value            F(μ) on the batch (scalar)
+    velocity         ∇_θF'(μ)(θ_i) (m, p), smooth part only when asked (then in the
+                     solver's metric G once the loop has preconditioned it)
+    first_variation  F'(μ)(θ_i) (m,) when asked (with V, also when smooth_only), else None
+    """
+
+    value: jax.Array
+    velocity: jax.Array
+    first_variation: jax.Array | None = None
 
 
 @pytree_dataclass
@@ -172,24 +188,72 @@ class Problem:
         g = jax.lax.stop_gradient(self.residual(particles, b))
         return _velocity(self, thetas, b, g, not smooth_only)
 
-    def value_and_velocity(self, particles: Particles, batch: Dataset | None = None, *,
-                           smooth_only: bool = False):
-        """(F(μ) on the batch, ∇_θ F'(μ)(θ_i) for every particle (m, p)) from one forward
-        pass; the solvers' inner step."""
+    @property
+    def has_exact_risk(self) -> bool:
+        """Whether the data source gives R(f_μ) in closed form for this feature and loss (a
+        trace-time decision of ``data.exact_risk``); then deterministic solvers
+        differentiate the population risk itself."""
+        found = []
+
+        def probe(P, w):
+            found.append(self.data.exact_risk(self.feature, self.loss, Particles.unchecked(P, w)) is not None)
+            return jnp.zeros(())
+
+        dt = jnp.result_type(float)
+        jax.eval_shape(probe, jax.ShapeDtypeStruct((2, self.feature.dim), dt), jax.ShapeDtypeStruct((2,), dt))
+        return found[0]
+
+    def field(self, particles: Particles, batch: Dataset | None = None, *, smooth_only: bool = False,
+              first_variation: bool = False) -> Field:
+        """F, the velocities ∇_θF'(μ)(θ_i) and (if asked) F'(μ)(θ_i) from one pass: over
+        ``batch``, or the exact population risk when the data has one and no batch is
+        given, else the problem's evaluation data. The solvers' inner step."""
         self._check(particles)
+        if batch is None and self.has_exact_risk:
+            return self._exact_field(particles, smooth_only, first_variation)
         b = self._batch(batch)
         P, w = particles.positions, particles.weights
 
         def block(X, y, s):
             Phi, pullback = jax.vjp(lambda Q: self.feature.matrix(Q, X), P)
             risk, dldf = jax.value_and_grad(lambda f: s @ self.loss(f, y))(w @ Phi)
-            return risk, pullback(jnp.broadcast_to(dldf, Phi.shape))[0]
+            out = (risk, pullback(jnp.broadcast_to(dldf, Phi.shape))[0])
+            return out + (Phi @ dldf,) if first_variation else out
 
-        risk, vel = sum_over_samples(block, P.shape[0], b.X, b.y, b.sample_weights)
+        sums = sum_over_samples(block, P.shape[0], b.X, b.y, b.sample_weights)
+        risk, vel = sums[0], sums[1]
         V = jax.vmap(self.regularizer.value)(P)
         if not smooth_only:
             vel = vel + jax.vmap(jax.grad(self.regularizer.value))(P)
-        return risk + w @ V, vel
+        return Field(risk + w @ V, vel, sums[2] + V if first_variation else None)
+
+    def _exact_field(self, particles, smooth_only, first_variation) -> Field:
+        # F'(μ)(θ) = d/dε F(μ + ε δ_θ) at ε = 0. Probes Q (k, p) of masses ε added to μ:
+        # d/dε_i F = F'(μ)(Q_i) at ε = 0, and the directional derivative along ε = (1..1)
+        # is Σ_i F'(μ)(Q_i), whose gradient in Q_i is ∇_θF'(μ)(Q_i) — exact, for any
+        # masses (no division by w_i), from the closed-form population risk.
+        P, w = particles.positions, particles.weights
+        exact = lambda Pq, wq: self.data.exact_risk(self.feature, self.loss, Particles.unchecked(Pq, wq))  # noqa: E731
+
+        def risk_with_probes(Q, eps):
+            return exact(jnp.concatenate([P, Q]), jnp.concatenate([w, eps]))
+
+        zeros = jnp.zeros_like(w)
+        total_fv = lambda Q: jax.jvp(lambda e: risk_with_probes(Q, e), (zeros,), (jnp.ones_like(w),))[1]  # noqa: E731
+        risk, vel = exact(P, w), jax.grad(total_fv)(P)
+        V = jax.vmap(self.regularizer.value)(P)
+        if not smooth_only:
+            vel = vel + jax.vmap(jax.grad(self.regularizer.value))(P)
+        fv = None
+        if first_variation:
+            fv = jax.grad(lambda e: risk_with_probes(P, e))(zeros) + V
+        return Field(risk + w @ V, vel, fv)
+
+    def value_and_velocity(self, particles: Particles, batch: Dataset | None = None, *,
+                           smooth_only: bool = False):
+        """(F(μ), ∇_θ F'(μ)(θ_i) (m, p)): :meth:`field` without F'(θ_i)."""
+        f = self.field(particles, batch, smooth_only=smooth_only)
+        return f.value, f.velocity
 
     def with_data(self, data) -> "Problem":
         """The same problem on other data (no re-validation of the feature/loss)."""

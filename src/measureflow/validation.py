@@ -111,3 +111,17 @@ def check_array(name: str, value, *, ndim: int | None = None, shape: tuple | Non
             f"{name} contains non-finite values (first at index {tuple(int(i) for i in bad)}: "
             f"{arr[tuple(bad)]}); remove or impute them")
     return arr
+
+
+def as_key(key):
+    """A JAX PRNG key from an int seed or a key array (raw uint32[2] or typed)."""
+    import jax
+    import jax.numpy as jnp
+
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.PRNGKey(check_seed("key", key))
+    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return key
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    raise InputTypeError(f"key must be an int seed or a jax.random key, got {_show(key)}")

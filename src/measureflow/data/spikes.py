@@ -24,7 +24,8 @@ import numpy as np
 
 from .._pytree import pytree_dataclass, static_field
 from ..errors import ValidationError
-from ..kernels import Kernel
+from ..features.spikes import Spikes
+from ..kernels import Kernel, check_grid, min_grid
 from ..kernels import get as _get_kernel
 from ..validation import check_array, check_choice, check_int, check_memory, check_real
 from .base import FixedDesign
@@ -36,25 +37,6 @@ def torus_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """ℓ∞ wrap-around distance between points a (..., d) and b (..., d) of T^d."""
     diff = np.abs(np.asarray(a) - np.asarray(b)) % 1.0
     return np.max(np.minimum(diff, 1.0 - diff), axis=-1)
-
-
-def min_grid(kernel: Kernel) -> int:
-    """The smallest number of grid points per axis for which the grid square loss is the
-    exact L² loss of filtered measures: 2K + 1, K = ``kernel.quadrature_bandwidth``."""
-    return 2 * kernel.quadrature_bandwidth + 1
-
-
-def check_grid(grid: int, kernel: Kernel) -> int:
-    """Raise a ValidationError unless a ``grid``-point axis represents ``kernel``."""
-    grid = check_int("grid", grid, minimum=1)
-    need = min_grid(kernel)
-    if grid < need:
-        K = kernel.quadrature_bandwidth
-        what = f"the cut-off f_c={K}" if kernel.bandwidth == K else f"{kernel!r} (bandwidth K={K})"
-        raise ValidationError(
-            f"grid={grid} cannot represent {what}: the square loss on an N-point grid equals the "
-            f"exact L² loss of the filtered signal only for N > 2K = {2 * K}; use grid >= {need}")
-    return grid
 
 
 def separated_positions(rng: np.random.Generator, m0: int, dim: int, min_separation: float,
@@ -192,8 +174,6 @@ class SpikeSignal(FixedDesign):
     @property
     def feature(self):
         """The matching feature ``Spikes(kernel, dim)``."""
-        from ..features.spikes import Spikes
-
         return Spikes(self.kernel, self.dim)
 
     @property

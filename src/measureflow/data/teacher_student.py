@@ -172,7 +172,7 @@ class TeacherStudent(Sampler):
         """½ E(f_μ − y)² in closed form (a quadratic form in the output weights, see
         :mod:`measureflow.population`) when the student has the teacher's feature and
         the loss is the square loss; ``None`` otherwise (a trace-time decision)."""
-        if self.task != "regression" or _losses.get(loss) != _losses.square or feature != self.teacher_feature:
+        if self.task != "regression" or not _losses.get(loss).quadratic or feature != self.teacher_feature:
             return None
         P, T, w = particles.positions, self.params, particles.weights
         K = lambda A, B: feature.second_moment(A, B, self.inputs)  # noqa: E731
@@ -188,7 +188,7 @@ class TeacherStudent(Sampler):
         square loss, 0 for noise-free classification with the logistic loss (an infimum,
         approached as the margin grows); ``None`` when not known."""
         loss = _losses.get(loss)
-        if self.task == "regression" and loss == _losses.square:
+        if self.task == "regression" and loss.quadratic:
             return 0.5 * self.noise**2
         if self.task == "classification" and loss == _losses.logistic and self.noise == 0:
             return 0.0

@@ -51,6 +51,25 @@ class Homogeneity:
 NO_HOMOGENEITY = Homogeneity()
 
 
+@dataclasses.dataclass(frozen=True)
+class UnitNorms:
+    """L² norms of the unit-weight feature φ₁(θ̃, ·) = φ((1, θ̃), ·) of a partially
+    1-homogeneous feature (φ = r φ₁), each a sup over θ̃, in the data's quadrature:
+
+    value       ‖φ₁‖²
+    cross       |⟨φ₁, ∇_θ̃ φ₁⟩|                         (0 for even translation kernels)
+    grad        λ_max of the Gram matrix ⟨∂_a φ₁, ∂_b φ₁⟩  (energy per position direction)
+    grad_trace  ‖∇_θ̃ φ₁‖² = trace of that Gram matrix
+    hess        ‖∇²_θ̃ φ₁‖²_F
+    """
+
+    value: float
+    cross: float
+    grad: float
+    grad_trace: float
+    hess: float
+
+
 class Feature:
     """Base class. Subclasses are frozen dataclasses that define ``__call__``.
 
@@ -62,6 +81,14 @@ class Feature:
                     the coordinate ``L1`` acts on and the random-features baseline optimizes
       position_domain  ``"euclidean"`` or ``"torus"`` (coordinates other than the weight
                     live on [0, 1)^k and are wrapped after each step)
+      default_geometry the metric the solvers use when given ``geometry=None``
+                    (``"euclidean"``, ``"conic"``; ``None``: Euclidean)
+      resolution    the length scale of the feature on its positions (e.g. 1/f_c of a
+                    spike kernel; ``None`` if none): certificates and spike extraction
+                    size their grids and merge radii by it
+
+    Optional hooks, with their defaults here: ``unit_norms()``, ``sample_positions``,
+    ``wrap``, ``check_data``.
     """
 
     dim: int
@@ -69,6 +96,13 @@ class Feature:
     homogeneity: Homogeneity = NO_HOMOGENEITY
     weight_index: int | None = None
     position_domain: str = "euclidean"
+    default_geometry: str | None = None
+    resolution: float | None = None
+
+    def unit_norms(self) -> UnitNorms | None:
+        """The L² norms of the unit-weight feature (partially 1-homogeneous features that
+        know them, e.g. spikes); ``None``: unknown. The conic metric uses them."""
+        return None
 
     def __call__(self, theta: jax.Array, x: jax.Array) -> jax.Array:
         """φ(θ, x) for one particle θ (p,) and one sample x (d,); returns a scalar."""

@@ -16,10 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputTypeError, ValidationError
-from ..geometry import Conic, UnitNorms
-from ..kernels import Kernel
+from ..kernels import Kernel, check_grid
 from ..validation import check_int
-from .base import Feature, Homogeneity
+from .base import Feature, Homogeneity, UnitNorms
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -43,7 +42,7 @@ class Spikes(Feature):
     homogeneity = Homogeneity.partial(1, 0)
     weight_index = 0
     position_domain = "torus"
-    default_geometry = Conic()
+    default_geometry = "conic"
 
     def __init__(self, kernel: Kernel, dim: int = 1):
         if not isinstance(kernel, Kernel):
@@ -94,10 +93,8 @@ class Spikes(Feature):
 
     def check_data(self, data):
         """Samples on a uniform grid of N points along an axis must represent the kernel,
-        N > 2K (:func:`~measureflow.data.spikes.check_grid`): on a coarser grid the cut-off
+        N > 2K (:func:`~measureflow.kernels.check_grid`): on a coarser grid the cut-off
         aliases and the grid loss is not the L² loss. Other sample sets are not checked."""
-        from ..data.spikes import check_grid  # (data imports features)
-
         try:
             X = np.mod(np.asarray(data.X, dtype=float), 1.0)
         except Exception:  # noqa: BLE001 - a sampler or traced data: nothing to check here

@@ -10,10 +10,11 @@ Two hooks let the solvers pick defaults without knowing the feature:
   preconditioned flow over the whole run, or returns ``None`` when it cannot;
   ``solvers.default_step`` takes η = 1 / max(bound, curvature estimated at μ0).
 
-Two optional attributes of a feature feed them (looked up with ``getattr``, so features
-without them keep the old behavior): ``default_geometry`` (the metric ``solve`` uses when
-given ``geometry=None``; Euclidean if absent) and ``unit_norms()`` (a :class:`UnitNorms`,
-the L² norms the conic metric scales itself by and bounds the curvature with).
+Two hooks that every feature declares (:class:`~measureflow.features.base.Feature`) feed
+them: ``default_geometry`` (the name of the metric ``solve`` uses when given
+``geometry=None``; ``None``: Euclidean) and ``unit_norms()`` (a
+:class:`~measureflow.features.base.UnitNorms` or ``None``: the L² norms the conic metric
+scales itself by and bounds the curvature with).
 """
 
 from __future__ import annotations
@@ -26,28 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputTypeError, ValidationError
-from .regularizers import NoRegularizer
-from .validation import check_choice, check_real
-
-
-@dataclasses.dataclass(frozen=True)
-class UnitNorms:
-    """L² norms of the unit-weight feature φ₁(θ̃, ·) = φ((1, θ̃), ·) of a partially
-    1-homogeneous feature (φ = r φ₁), each a sup over θ̃, in the data's quadrature:
-
-    value       ‖φ₁‖²
-    cross       |⟨φ₁, ∇_θ̃ φ₁⟩|                         (0 for even translation kernels)
-    grad        λ_max of the Gram matrix ⟨∂_a φ₁, ∂_b φ₁⟩  (energy per position direction)
-    grad_trace  ‖∇_θ̃ φ₁‖² = trace of that Gram matrix
-    hess        ‖∇²_θ̃ φ₁‖²_F
-    """
-
-    value: float
-    cross: float
-    grad: float
-    grad_trace: float
-    hess: float
+from ..errors import InputTypeError, ValidationError
+from ..regularizers import NoRegularizer
+from ..validation import check_choice, check_real
 
 
 class Geometry:
@@ -122,12 +104,12 @@ class Conic(Geometry):
         """s for ``feature`` (the given ``scale``, else ‖φ₁‖² / ‖∂_a φ₁‖², else 1)."""
         if self.scale is not None:
             return self.scale
-        norms = _unit_norms(feature)
+        norms = feature.unit_norms()
         return norms.value / norms.grad if norms is not None else 1.0
 
     def constants(self, problem):
         """(s, ε) for ``problem`` (ε is a traced scalar when it comes from traced data)."""
-        norms = _unit_norms(problem.feature)
+        norms = problem.feature.unit_norms()
         s = self.scale_for(problem.feature)
         if self.eps is not None:
             eps = self.eps
@@ -159,8 +141,8 @@ class Conic(Geometry):
 
         with (c0, c01, c1, tr, c2) the :class:`UnitNorms`; r enters only through
         s r²/(r² + ε) ≤ s and r·s/(r² + ε) ≤ s/(2√ε), so the bound holds for every r."""
-        norms = _unit_norms(problem.feature)
-        if norms is None or problem.loss.name != "square":
+        norms = problem.feature.unit_norms()
+        if norms is None or not problem.loss.quadratic:
             return None
         if not smooth_only and not isinstance(problem.regularizer, NoRegularizer):
             return None  # a differentiated V adds curvature this bound does not cover
@@ -176,11 +158,6 @@ class Conic(Geometry):
 def _eps_and_objective(conic, problem, particles):
     # one compiled call instead of op-by-op evaluation (a sweep asks for every seed's step)
     return jnp.asarray(conic.constants(problem)[1]), problem.objective(particles)
-
-
-def _unit_norms(feature) -> UnitNorms | None:
-    hook = getattr(feature, "unit_norms", None)
-    return hook() if hook is not None else None
 
 
 class _ConicMetric(Geometry):
@@ -201,7 +178,7 @@ def get(geometry, feature=None) -> Geometry:
     """Resolve ``None`` (the feature's ``default_geometry``, else Euclidean), a name or a
     :class:`Geometry`."""
     if geometry is None:
-        default = getattr(feature, "default_geometry", None)
+        default = None if feature is None else feature.default_geometry
         return Euclidean() if default is None else get(default)
     if isinstance(geometry, Geometry):
         return geometry
