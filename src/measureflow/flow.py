@@ -185,7 +185,7 @@ def _integrate(problem, P0, w0, ts, t1, rtol, atol, rates, *, solver, max_steps,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3, dtmin=dtmin,
                                                   force_dtmin=False),
         max_steps=max_steps, throw=False,
-        adjoint=diffrax.DirectAdjoint())
+        adjoint=diffrax.RecursiveCheckpointAdjoint())
     (Ps, ws, Fs), (Pf, uf) = sol.ys[0], sol.ys[1]
     code = jnp.where(sol.result == diffrax.RESULTS.successful, 0,
                      jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 1, 2))

@@ -34,7 +34,23 @@ def _arccos_profile_jvp(primals, tangents):
     # J'(u) = π − arccos u is bounded on [−1, 1], although sqrt and arccos are not
     # differentiable at u = ±1 (parallel units): differentiate the sum, not its parts.
     (u,), (du,) = primals, tangents
-    return _arccos_profile(u), (jnp.pi - jnp.arccos(jnp.clip(u, -1.0, 1.0))) * du
+    return _arccos_profile(u), _pi_minus_arccos(u) * du
+
+
+@jax.custom_jvp
+def _pi_minus_arccos(u):
+    """J'(u) = π − arccos u on [−1, 1]."""
+    return jnp.pi - jnp.arccos(jnp.clip(u, -1.0, 1.0))
+
+
+@_pi_minus_arccos.defjvp
+def _pi_minus_arccos_jvp(primals, tangents):
+    # J''(u) = 1/sqrt(1 − u²) is unbounded at u = ±1 (parallel units), where u = cos α has
+    # du = O(α): the Hessian term J''(u) du² = O(α) tends to 0, so 0 is the value the
+    # second derivatives of the kernels need there (not ∞·0 = NaN).
+    (u,), (du,) = primals, tangents
+    inside = jnp.abs(u) < 1.0
+    return _pi_minus_arccos(u), jnp.where(inside, du / jnp.sqrt(jnp.where(inside, 1.0 - u * u, 1.0)), 0.0)
 
 
 def _safe_norm(W):
