@@ -155,3 +155,17 @@ def test_max_steps_and_divergence_are_reported():
     bad = mf.Problem(LINEAR, "square", lambda th: -jnp.sum(th**2) ** 2, mf.data.Dataset(X, Y))
     blow = mf.flow(bad, MU, 10.0)
     assert blow.status == "diverged" and float(blow.t_final) < 1.0
+
+
+def test_torus_positions_are_wrapped_at_every_save_time():
+    from measureflow.kernels import Dirichlet
+
+    feat = mf.features.Spikes(Dirichlet(3))
+    data = mf.data.FixedDesign.torus_grid(16, 1, lambda Z: np.cos(2 * np.pi * (Z[:, 0] - 0.02)))
+    prob = mf.Problem(feat, "square", mf.L2(1e-3), data)
+    mu = mf.Particles(np.array([[0.5, 0.99], [0.3, 0.5], [-0.2, 0.01]]))
+    res = mf.flow(prob, mu, 2.0, saveat=[0.0, 1.0, 2.0])
+    assert res.status == "converged"
+    assert np.all((res.positions[..., 1] >= 0) & (res.positions[..., 1] < 1))
+    assert res.positions[1, 0, 1] < 0.5  # the spike at 0.99 crossed 1 ≡ 0 towards the peak at 0.02
+    np.testing.assert_allclose(res.particles.positions, res.positions[-1], atol=1e-12)

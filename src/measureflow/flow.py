@@ -71,6 +71,11 @@ class FlowResult:
     wfr: tuple | None = static_field(default=None)
 
     @property
+    def trajectory(self) -> np.ndarray:
+        """The positions at the save times (s, m, p), as ``Result.trajectory``."""
+        return self.positions
+
+    @property
     def objective(self) -> float:
         """F at the final particles."""
         return float(self.history[-1]) if float(self.times[-1]) == float(self.t_final) else float("nan")
@@ -238,6 +243,10 @@ def flow(problem: Problem, particles: Particles, t1: float, *, saveat=None, rtol
     else:
         status = STATUSES[min(int(out["code"]), 1)] if int(out["code"]) < 2 else "diverged"
     positions = out["positions"]
+    if problem.feature.position_domain != "euclidean":  # torus coordinates back into [0, 1)
+        flat = jnp.asarray(positions).reshape(-1, positions.shape[-1])
+        positions = np.where(np.isfinite(positions),
+                             np.asarray(problem.feature.wrap(flat)).reshape(positions.shape), positions)
     return FlowResult(
         particles=Particles.unchecked(np.asarray(problem.feature.wrap(jnp.asarray(Pf))), wf),
         t_final=out["t_final"], times=out["times"], positions=positions, weights=out["weights"],
