@@ -183,3 +183,13 @@ def test_arc_cosine_kernel_has_finite_second_derivatives_at_parallel_units():
                               .ravel() / (2 * h) for E in np.eye(6)])
         assert np.all(np.isfinite(H))
         np.testing.assert_allclose(H, fd, atol=1e-5)
+
+
+def test_smooth_only_is_the_hessian_of_the_risk():
+    """For L1 (linear in the weight away from 0) the spectrum with smooth_only=True is that of
+    the unregularized problem."""
+    feat = Custom(lambda th, x: th[0] * jnp.tanh(th[1:] @ x), dim=3, input_dim=2, weight_index=0)
+    mu = mf.Particles(RNG.standard_normal((3, 3)))
+    l1 = hessian_spectrum(mf.Problem(feat, "square", mf.L1(0.3), mf.data.Dataset(X, Y)), mu, k=9, smooth_only=True)
+    ev, _ = dense_reference(mf.Problem(feat, "square", None, mf.data.Dataset(X, Y)), mu)
+    np.testing.assert_allclose(l1.lowest, ev, atol=1e-12)

@@ -136,54 +136,41 @@ def homogeneity_directions(feature, positions) -> np.ndarray:
     return D
 
 
-def _hessian_ops(problem: Problem, smooth_only: bool):
-    """(hvp, quad): the reduced Hessian-vector product and the Rayleigh quotients along
-    per-particle directions, compiled once per problem shape."""
-
-    def F(P, w):
-        parts = Particles.unchecked(P, w)
+def _scaled_hessian(problem: Problem, smooth_only: bool, P, w, U):
+    """W^{−1/2} ∇²F W^{−1/2} U (m, p): forward-over-reverse (jax.jvp of jax.grad)."""
+    def F(Q):
+        parts = Particles.unchecked(Q, w)
         return problem.risk(parts) if smooth_only else problem.objective(parts)
 
-    def H(P, w, U):
-        # W^{−1/2} ∇²F W^{−1/2} U: forward-over-reverse (jax.jvp of jax.grad)
-        r = jnp.sqrt(w)[:, None]
-        return jax.jvp(lambda Q: jax.grad(F)(Q, w), (P,), (U / r,))[1] / r
-
-    def reflect(V, Z):
-        # the Householder reflection of each row (I − 2 v vᵀ / vᵀv, identity where v = 0)
-        vv = jnp.sum(V * V, 1, keepdims=True)
-        return Z - 2.0 * V * jnp.sum(V * Z, 1, keepdims=True) / jnp.where(vv > 0, vv, 1.0)
-
-    def hvp(P, w, V, idx, x):
-        Z = jnp.zeros(P.size, P.dtype).at[idx].set(x).reshape(P.shape)
-        return reflect(V, H(P, w, reflect(V, Z))).reshape(-1)[idx]
-
-    def quad(P, w, Dhat, batch):
-        m = P.shape[0]
-
-        def one(i):
-            U = jnp.zeros_like(P).at[i].set(Dhat[i])
-            return jnp.sum(U * H(P, w, U))
-
-        return jax.lax.map(one, jnp.arange(m), batch_size=batch)
-
-    return hvp, quad
+    r = jnp.sqrt(w)[:, None]
+    return jax.jvp(jax.grad(F), (P,), (U / r,))[1] / r
 
 
-def _compiled(smooth_only: bool):
-    cache = _COMPILED.get(smooth_only)
-    if cache is None:
-        def hvp(problem, P, w, V, idx, x):
-            return _hessian_ops(problem, smooth_only)[0](P, w, V, idx, x)
-
-        def quad(problem, P, w, Dhat, batch):
-            return _hessian_ops(problem, smooth_only)[1](P, w, Dhat, batch)
-
-        cache = _COMPILED[smooth_only] = (jax.jit(hvp), jax.jit(quad, static_argnames=("batch",)))
-    return cache
+def _reflect(V, Z):
+    """The Householder reflection I − 2 v vᵀ / vᵀv of each row of Z (identity where v = 0)."""
+    vv = jnp.sum(V * V, 1, keepdims=True)
+    return Z - 2.0 * V * jnp.sum(V * Z, 1, keepdims=True) / jnp.where(vv > 0, vv, 1.0)
 
 
-_COMPILED: dict = {}
+def _reduced_hvp(problem, P, w, V, idx, x, *, smooth_only):
+    """The Hessian on the complement of the flat directions, in reduced coordinates x
+    (the entries ``idx`` of the reflected (m, p) array)."""
+    Z = jnp.zeros(P.size, P.dtype).at[idx].set(x).reshape(P.shape)
+    return _reflect(V, _scaled_hessian(problem, smooth_only, P, w, _reflect(V, Z))).reshape(-1)[idx]
+
+
+def _rayleigh(problem, P, w, Dhat, *, smooth_only, batch):
+    """d̂_iᵀ H d̂_i for the unit direction d̂_i of each particle (rows of Dhat), (m,)."""
+    def one(i):
+        U = jnp.zeros_like(P).at[i].set(Dhat[i])
+        return jnp.sum(U * _scaled_hessian(problem, smooth_only, P, w, U))
+
+    return jax.lax.map(one, jnp.arange(P.shape[0]), batch_size=batch)
+
+
+# module level with the problem as an argument: one compilation per problem shape
+_reduced_hvp_jit = jax.jit(_reduced_hvp, static_argnames=("smooth_only",))
+_rayleigh_jit = jax.jit(_rayleigh, static_argnames=("smooth_only", "batch"))
 
 
 def hessian_spectrum(problem: Problem, particles: Particles, k: int = 6, *, method: str = "auto",
@@ -208,7 +195,8 @@ def hessian_spectrum(problem: Problem, particles: Particles, k: int = 6, *, meth
     The flat directions (:func:`homogeneity_directions`: one per ReLU unit, none for
     partially homogeneous features) are removed by a Householder reflection per particle,
     and the spectrum is that of H restricted to their orthogonal complement (dimension
-    m·p − flat_count); their Rayleigh quotients are returned in ``flat_rayleigh``.
+    m·p − flat_count); their Rayleigh quotients are returned in ``flat_rayleigh`` (one HVP
+    per particle, batched: for large m as costly as a few Lanczos runs).
 
     k            eigenvalues at each end (k ≤ the reduced dimension)
     method       "lanczos" (``scipy.sparse.linalg.eigsh`` on a LinearOperator of HVPs; no
@@ -262,11 +250,10 @@ def hessian_spectrum(problem: Problem, particles: Particles, k: int = 6, *, meth
     keep = np.ones((m, p), bool)
     keep[flat, 0] = False
     idx = np.flatnonzero(keep.ravel())
-    hvp, quad = _compiled(bool(smooth_only))
     args = (problem, jnp.asarray(P), jnp.asarray(w), jnp.asarray(V), jnp.asarray(idx))
 
     def matvec(x):
-        return np.asarray(hvp(*args, jnp.asarray(np.ravel(x), P.dtype)))
+        return np.asarray(_reduced_hvp_jit(*args, jnp.asarray(np.ravel(x), P.dtype), smooth_only=bool(smooth_only)))
 
     if method == "dense":
         Hm = np.column_stack([matvec(e) for e in np.eye(n_red)])
@@ -284,6 +271,7 @@ def hessian_spectrum(problem: Problem, particles: Particles, k: int = 6, *, meth
             raise MeasureflowError(f"Lanczos (ARPACK eigsh) did not converge for k={k}: {exc}; raise maxiter=, "
                                    "loosen tol= or use method='dense'") from None
     units = np.flatnonzero(flat)
-    rq = np.asarray(quad(problem, jnp.asarray(P), jnp.asarray(w), jnp.asarray(Dhat), batch=min(m, 64)))[units]
+    rq = np.asarray(_rayleigh_jit(problem, jnp.asarray(P), jnp.asarray(w), jnp.asarray(Dhat),
+                                  smooth_only=bool(smooth_only), batch=min(m, 64)))[units]
     return HessianSpectrum(lowest=lowest, highest=highest, dimension=m * p, flat_count=int(flat.sum()),
                            flat_units=units, flat_rayleigh=rq, method=method)
