@@ -173,7 +173,7 @@ def _integrate(problem, P0, w0, ts, t1, rtol, atol, rates, *, solver, max_steps,
         _, vel, fv = _fields(problem, P, masses(u), exact, wfr_on)
         if wfr_on:
             return -beta * vel, -alpha * fv
-        return -vel, jnp.zeros_like(u)
+        return -vel, None
 
     def save(t, y, args):
         P, u = y
@@ -184,7 +184,7 @@ def _integrate(problem, P0, w0, ts, t1, rtol, atol, rates, *, solver, max_steps,
     # (F unbounded below) and diffrax stops with dt_min_reached, reported as "diverged".
     dtmin = 100 * jnp.finfo(P0.dtype).eps * t1
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True)])
-    y0 = (P0, jnp.zeros_like(w0))
+    y0 = (P0, jnp.zeros_like(w0) if wfr_on else None)  # fixed masses: no mass state (nor in the error norm)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field), solver, jnp.zeros((), P0.dtype), t1, None, y0, saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3, dtmin=dtmin,
@@ -195,7 +195,7 @@ def _integrate(problem, P0, w0, ts, t1, rtol, atol, rates, *, solver, max_steps,
     code = jnp.where(sol.result == diffrax.RESULTS.successful, 0,
                      jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 1, 2))
     return dict(times=sol.ts[0], positions=Ps, weights=ws, history=Fs, final_positions=Pf[0],
-                final_weights=masses(uf[0]), t_final=sol.ts[1][0], code=code,
+                final_weights=masses(uf[0] if wfr_on else None), t_final=sol.ts[1][0], code=code,
                 accepted=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"])
 
 
@@ -241,7 +241,7 @@ def flow(problem: Problem, particles: Particles, t1: float, *, saveat=None, rtol
     if not finite or (Pf.size and np.max(np.abs(Pf)) > _BLOWUP):
         status = "diverged"
     else:
-        status = STATUSES[min(int(out["code"]), 1)] if int(out["code"]) < 2 else "diverged"
+        status = STATUSES[int(out["code"])]  # 0 successful, 1 max_steps_reached, 2 any other stop
     positions = out["positions"]
     if problem.feature.position_domain != "euclidean":  # torus coordinates back into [0, 1)
         flat = jnp.asarray(positions).reshape(-1, positions.shape[-1])
