@@ -54,6 +54,9 @@ class FlowResult:
                       step below 100 ulps of t1: a finite-time blow-up)
     accepted, rejected  the solver's accepted and rejected steps
     solver, rtol, atol, wfr   provenance
+
+    ``objective`` is F at t1 (NaN if the run stopped before t1 or t1 is not a save time);
+    ``trajectory`` is ``positions``, as in ``Result``.
     """
 
     particles: Particles
