@@ -192,6 +192,30 @@ CASES = [
     Case("solve-batch-mixed-steps", "api", "solve_batch mixing default and given steps", lambda t: mf.solve_batch(
         PROB, [MU, MU], step=[None, 0.1], iterations=2), VE,
          r"step gives a value for some runs and None .* for runs \[0\]; .* run the two kinds in separate solve_batch calls"),
+    # -- continuous-time flow (mf.flow) -----------------------------------------------------
+    Case("flow-t1-zero", "api", "flow with t1 = 0", lambda t: mf.flow(PROB, MU, 0.0), VE, r"t1=0.0 is invalid: it must be > 0"),
+    Case("flow-rtol-zero", "api", "flow with rtol = 0", lambda t: mf.flow(PROB, MU, 1.0, rtol=0.0), VE,
+         r"rtol=0.0 is invalid: it must be > 0"),
+    Case("flow-atol-negative", "api", "flow with atol < 0", lambda t: mf.flow(PROB, MU, 1.0, atol=-1e-9), VE,
+         r"atol=-1e-09 is invalid: it must be > 0"),
+    Case("flow-saveat-outside", "api", "flow save time beyond t1", lambda t: mf.flow(PROB, MU, 1.0, saveat=[0.0, 2.0]), VE,
+         r"saveat\[1\]=2 is outside \[0, t1\] = \[0, 1\]"),
+    Case("flow-saveat-order", "api", "flow save times not increasing", lambda t: mf.flow(PROB, MU, 1.0, saveat=[0.5, 0.2]),
+         VE, r"saveat must be strictly increasing, but saveat\[0\]=0.5 >= saveat\[1\]=0.2"),
+    Case("flow-nonsmooth", "api", "flow with the non-smooth L1", lambda t: mf.flow(
+        mf.Problem(TANH, "square", mf.L1(0.1), DATA), MU, 1.0), VE,
+         r"L1 is non-smooth: the gradient flow would differentiate it; use forward–backward, mf.solve\(..., method='fb'\)"),
+    Case("flow-wfr-zero", "api", "WFR flow with both rates 0", lambda t: mf.flow(PROB, MU, 1.0, wfr=(0, 0)), VE,
+         r"wfr=\(0, 0\) moves nothing"),
+    # -- diagnostics ------------------------------------------------------------------------
+    Case("hessian-k-too-large", "api", "Hessian spectrum with k > m·p", lambda t: mf.diagnostics.hessian_spectrum(
+        PROB, MU, k=13), VE, r"k=13 is larger than the dimension of the Hessian: m·p = 4·3 = 12 coordinates"),
+    Case("hessian-nonsmooth", "api", "Hessian spectrum with the non-smooth L1", lambda t: mf.diagnostics.hessian_spectrum(
+        mf.Problem(TANH, "square", mf.L1(0.1), DATA), MU), VE, r"L1 is non-smooth: .*pass smooth_only=True"),
+    Case("entropy-k-too-large", "api", "entropy with k >= the number of samples", lambda t: mf.diagnostics.entropy(
+        np.ones((3, 2)), k=3), VE, r"k=3 neighbours need at least k \+ 1 = 4 samples, got N=3"),
+    Case("entropy-duplicates", "api", "entropy of duplicated positions", lambda t: mf.diagnostics.entropy(
+        np.zeros((5, 2))), VE, r"5 samples have k=1 or more exact duplicates"),
     # -- problem ingredients ------------------------------------------------------------
     Case("lambda-negative", "api", "lambda < 0", lambda t: mf.L1(-0.1), VE, r"lam=-0.1 is invalid: it must be >= 0"),
     Case("lambda-string", "api", "lambda = 'big'", lambda t: mf.L2("big"), TE, r"lam must be a real number, got 'big'"),
