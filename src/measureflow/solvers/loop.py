@@ -64,28 +64,26 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
     def _value_and_stationarity(f, st):
         return f.value, stationarity(st.particles, f, st.step)
 
-    def write_record(rec, t, F, S):
-        i = rec.count
-        return Recorder(rec.history.at[i].set(F), rec.stationarity.at[i].set(S), rec.history_iterations.at[i].set(t),
-                        i + 1, rec.trajectory, rec.trajectory_weights, rec.snapshot_iterations)
-
-    def snapshot(rec, t, parts):
+    def snapshot(rec, ns, t, parts):
+        """Write the particles into snapshot slot ns if it is due at t; returns the recorder
+        and the next slot."""
         snaps = rec.snapshot_iterations
         if snaps.shape[0] == 0:
-            return rec
-        slot = jnp.minimum(jnp.searchsorted(snaps, t), snaps.shape[0] - 1)
+            return rec, ns
+        j = jnp.minimum(ns, snaps.shape[0] - 1)
+        hit = snaps[j] == t
 
-        def write(r):
+        def write(r):  # a branch, not a masked write: that would copy the whole buffer
             return Recorder(r.history, r.stationarity, r.history_iterations, r.count,
-                            r.trajectory.at[slot].set(parts.positions), r.trajectory_weights.at[slot].set(parts.weights),
-                            r.snapshot_iterations.at[slot].set(t))
+                            r.trajectory.at[j].set(parts.positions), r.trajectory_weights.at[j].set(parts.weights),
+                            r.snapshot_iterations)
 
-        return jax.lax.cond(snaps[slot] == t, write, lambda r: r, rec)
+        return jax.lax.cond(hit, write, lambda r: r, rec), ns + hit.astype(ns.dtype)
 
     def body(carry):
-        st, prev, rec = carry
+        st, prev, rec, ns = carry
         t = st.iteration
-        rec = snapshot(rec, t, st.particles)
+        rec, ns = snapshot(rec, ns, t, st.particles)
         step_key = jax.random.fold_in(key, t)
         f = field_at(st.particles, None if full_batch else minibatch(problem, step_key, config.batch_size))
         grid = t % st.history_every == 0
@@ -100,7 +98,12 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
         else:  # F only (a forward pass): S is needed by the stop rule alone
             F = jax.lax.cond(is_record, lambda: problem.objective(st.particles), lambda: jnp.zeros_like(f.value))
             S = jnp.full_like(F, jnp.nan)
-        rec = jax.lax.cond(is_record, lambda r: write_record(r, t, F, S), lambda r: r, rec)
+        # masked scalar writes: cheaper than a branch per step
+        i = jnp.where(is_record, rec.count, rec.history.shape[0] - 1)
+        keep = lambda a, v: a.at[i].set(jnp.where(is_record, v, a[i]))  # noqa: E731
+        rec = Recorder(keep(rec.history, F), keep(rec.stationarity, S), keep(rec.history_iterations, t),
+                       rec.count + is_record.astype(rec.count.dtype), rec.trajectory, rec.trajectory_weights,
+                       rec.snapshot_iterations)
         reference = jnp.where(jnp.isnan(st.reference) & is_record, S, st.reference)
         step, control = st.step, st.control
         if config.halve_on_increase:
@@ -141,14 +144,19 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
                               jnp.where(new_ok, jnp.nan, lastF).astype(F.dtype), st.reference, st.control)
             return out, pick(last, prev)
 
-        st, prev = jax.lax.cond(converged | at_end, stop, advance)
-        return st, prev, rec
+        # both branches as selects, not a lax.cond: the step is computed anyway on all but
+        # the last iteration, and a branch per step costs more than the select on CPU
+        halt = converged | at_end
+        (st_stop, prev_stop), (st_go, prev_go) = stop(), advance()
+        st, prev = jax.tree_util.tree_map(lambda a, b: jnp.where(halt, a, b), (st_stop, prev_stop), (st_go, prev_go))
+        return st, prev, rec, ns
 
     def running(carry):
         return carry[0].status == RUNNING
 
     prev = (state.particles, state.rule_state, state.iteration, jnp.asarray(jnp.nan, state.step.dtype))
-    st, _, rec = jax.lax.while_loop(running, body, (state, prev, recorder))
+    ns = jnp.searchsorted(recorder.snapshot_iterations, state.iteration).astype(jnp.int32)
+    st, _, rec, _ = jax.lax.while_loop(running, body, (state, prev, recorder, ns))
     return st, _finish(problem, st, rec)
 
 
