@@ -344,3 +344,5 @@ def test_report_html_renders_in_headless_chromium(reproduced, tmp_path):
     assert pixels.shape == (height, 1280, 3)
     drawn = np.any(pixels != 255, axis=2)  # the page's background is white
     assert drawn.mean() > 0.01 and drawn.any(axis=1).mean() > 0.3  # ink, spread down the page
+    print(f"screenshot {pixels.shape[1]}x{pixels.shape[0]} px, {drawn.mean():.1%} non-background pixels, "
+          f"{len(state['images'])} images loaded, {len(requests)} requests ({', '.join(sorted({r.split(':')[0] for r in requests}))})")
