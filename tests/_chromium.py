@@ -70,21 +70,24 @@ class _Pipe:
 
 
 def _launch(args: list[str], user_dir: str):
-    """Start chromium with the DevTools pipe on its descriptors 3 (commands) and 4 (replies)."""
-    to_browser = os.pipe()
-    from_browser = os.pipe()
+    """Start chromium with the DevTools pipe on its descriptors 3 (commands) and 4 (replies).
 
-    def child():  # the pipe ends, moved out of the way first, then onto 3 and 4
-        r = fcntl.fcntl(to_browser[0], fcntl.F_DUPFD, 10)
-        w = fcntl.fcntl(from_browser[1], fcntl.F_DUPFD, 10)
-        os.dup2(r, 3)
-        os.dup2(w, 4)
-
-    proc = subprocess.Popen([executable(), *FLAGS, f"--user-data-dir={user_dir}", "--remote-debugging-pipe", *args],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=child, close_fds=False)
+    The pipe ends are moved to descriptors >= 10 and put onto 3 and 4 by the bash that
+    execs chromium: no Python code runs between fork and exec (JAX's threads make that
+    unsafe, and Python then warns)."""
+    to_browser, from_browser = os.pipe(), os.pipe()
+    r = fcntl.fcntl(to_browser[0], fcntl.F_DUPFD_CLOEXEC, 10)
+    w = fcntl.fcntl(from_browser[1], fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(to_browser[0])
     os.close(from_browser[1])
+    command = [executable(), *FLAGS, f"--user-data-dir={user_dir}", "--remote-debugging-pipe", *args]
+    try:
+        proc = subprocess.Popen([shutil.which("bash") or "/bin/bash", "-c", f'exec "$0" "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', *command],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                pass_fds=(r, w))
+    finally:
+        os.close(r)
+        os.close(w)
     return proc, _Pipe(proc, to_browser[1], from_browser[0])
 
 

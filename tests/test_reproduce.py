@@ -346,3 +346,19 @@ def test_report_html_renders_in_headless_chromium(reproduced, tmp_path):
     assert drawn.mean() > 0.01 and drawn.any(axis=1).mean() > 0.3  # ink, spread down the page
     print(f"screenshot {pixels.shape[1]}x{pixels.shape[0]} px, {drawn.mean():.1%} non-background pixels, "
           f"{len(state['images'])} images loaded, {len(requests)} requests ({', '.join(sorted({r.split(':')[0] for r in requests}))})")
+
+
+def test_animate_redraws_the_gifs_and_the_report(reproduced, tmp_path):
+    import base64
+    import shutil
+
+    from measureflow.plotting.animation import gif_info
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reproduced[0], copy)
+    written = rp.animate_directory(copy / "trajectories", fps=5, frames=3)  # the experiment's own folder
+    assert [p.name for p in written["trajectories"]] == ["deconvolution.gif", "relu_gd.gif", "relu_sgd.gif"]
+    page = (copy / "report.html").read_text()
+    for p in written["trajectories"]:
+        assert gif_info(p)["frames"] == 3 and set(gif_info(p)["duration_ms"]) == {200}
+        assert base64.b64encode(p.read_bytes()).decode() in page  # the report shows the new GIFs

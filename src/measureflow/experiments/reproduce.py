@@ -322,8 +322,9 @@ def plot_directory(out) -> dict[str, list[pathlib.Path]]:
 def animate_directory(out, *, fps: int | None = None, frames: int | None = None,
                       seconds: float | None = None) -> dict[str, list[pathlib.Path]]:
     """Draw the GIFs of the particle flows from the saved tables alone: ``out`` is a
-    directory written by ``reproduce`` (its report is then rewritten with the new GIFs) or
-    an experiment's own directory holding its tables (e.g. ``DIR/trajectories``)."""
+    directory written by ``reproduce`` or an experiment's own directory holding its tables
+    (e.g. ``DIR/trajectories``); the report of a ``reproduce`` directory is then rewritten
+    with the new GIFs."""
     from ..plotting.animation import FPS, frame_count
 
     out = pathlib.Path(out)
@@ -341,7 +342,10 @@ def animate_directory(out, *, fps: int | None = None, frames: int | None = None,
         return written
     for n in animated:  # an experiment's own directory
         if load(n).has_tables(out):
-            return {n: load(n).animate(out, **options)}
+            written = {n: load(n).animate(out, **options)}
+            if out.name == n and n in present(out.parent):
+                plot_directory(out.parent)  # DIR/<name>: the report in DIR shows the new GIFs
+            return written
     raise ValidationError(f"{str(out)!r} holds no trajectory tables (trajectories/*_paths.csv); run "
                           f"`measureflow reproduce --only trajectories --out {out}` first")
 
