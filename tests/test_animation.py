@@ -100,8 +100,8 @@ def test_animate_writes_a_gif_per_trajectory_figure_from_the_tables_alone(tmp_pa
     for p in paths:  # default: one frame per snapshot, 10 frames per second
         info = an.gif_info(p)
         assert info["frames"] == s and set(info["duration_ms"]) == {100}
-    paths = tr.animate(tmp_path / "trajectories", fps=4, seconds=2)
-    assert all(an.gif_info(p)["frames"] == 8 and set(an.gif_info(p)["duration_ms"]) == {250} for p in paths)
+    paths = tr.animate(tmp_path / "trajectories", fps=4, seconds=1)
+    assert all(an.gif_info(p)["frames"] == 4 and set(an.gif_info(p)["duration_ms"]) == {250} for p in paths)
 
 
 def _cli(monkeypatch, capsys, *args):
