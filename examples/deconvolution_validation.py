@@ -11,6 +11,7 @@ issue 4). Every run uses the default step and the default (conic) geometry.
   interleaved repetitions, see benchmarks/_harness.py for why).
 
     python examples/deconvolution_validation.py [noiseless noisy 2d timing] [--seeds 20] [--out DIR]
+    python examples/deconvolution_validation.py --seeds 1 --seeds-2d 1 --iterations 20 --ms 8   # a smoke run
 
 Prints a summary and writes ``deconvolution_validation.json`` into ``--out``.
 """
@@ -64,12 +65,12 @@ def noiseless(seeds, lam=0.1, iterations=40_000):
                 successes=sum(r["success"] for r in rows), seeds=seeds)
 
 
-def noisy(seed=0, noise=0.2, lam=1.0, target=1e-8):
+def noisy(seed=0, noise=0.2, lam=1.0, target=1e-8, chunk=10_000, max_iterations=200_000):
     t0 = time.perf_counter()
     signal = mf.data.SpikeSignal(spikes=5, cutoff=12, min_separation=2 / 12, noise=noise, seed=seed)
     problem = blasso(signal, lam)
     mu0 = mf.init.admissible(problem.feature, 50, key=seed)
-    res, step, done, gap = solve_until(problem, mu0, chunk=10_000, max_iterations=200_000, target=target)
+    res, step, done, gap = solve_until(problem, mu0, chunk=chunk, max_iterations=max_iterations, target=target)
     est = extract_spikes(res.particles, radius=1e-2)
     err = recovery_errors(est, signal.positions, signal.amplitudes)
     cert = certificate(problem, res.particles)
@@ -132,17 +133,22 @@ def main():
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--seeds-2d", type=int, default=5)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "out")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations of every run, and the most for 'noisy' (default: each part's own)")
+    parser.add_argument("--ms", type=lambda s: tuple(int(v) for v in s.split(",")), default=(25, 50, 100, 200, 400, 800),
+                        help="particle counts of 'timing', comma-separated")
     args = parser.parse_args()
+    n = args.iterations
     report = {}
     if "noiseless" in args.parts:
-        report["noiseless"] = noiseless(args.seeds)
+        report["noiseless"] = noiseless(args.seeds) if n is None else noiseless(args.seeds, iterations=n)
         print(f"noiseless: {report['noiseless']['successes']}/{args.seeds} successes")
     if "noisy" in args.parts:
-        report["noisy"] = noisy()
+        report["noisy"] = noisy() if n is None else noisy(chunk=n, max_iterations=n)
     if "2d" in args.parts:
-        report["2d"] = two_d(args.seeds_2d)
+        report["2d"] = two_d(args.seeds_2d) if n is None else two_d(args.seeds_2d, iterations=n)
     if "timing" in args.parts:
-        report["timing"] = timing()
+        report["timing"] = timing(args.ms) if n is None else timing(args.ms, iterations=n)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"deconvolution_validation_{'_'.join(args.parts)}.json"
     path.write_text(json.dumps(report, indent=1))

@@ -9,6 +9,7 @@ Each seed draws its own teacher, training set and initialization. Results are pr
 written to ``OUT/relu_seed_sweeps.json``.
 
     python examples/relu_seed_sweeps.py --out examples/out
+    python examples/relu_seed_sweeps.py --gd-seeds 1 --sgd-seeds 1 --iterations 20   # a smoke run
 """
 
 from __future__ import annotations
@@ -29,18 +30,21 @@ def main():
     parser.add_argument("--gd-seeds", type=int, default=20)
     parser.add_argument("--sgd-seeds", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=1e-4)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations of every run (default: the examples' own, 20000)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("examples/out"))
     args = parser.parse_args()
+    size = {} if args.iterations is None else {"iterations": args.iterations}
     report = {"gd": [], "sgd": []}
     t0 = time.time()
     for seed in range(args.gd_seeds):
-        summary, _, _ = relu_gd.run(seed, snapshots=0)
+        summary, _, _ = relu_gd.run(seed, snapshots=0, **size)
         report["gd"].append(summary)
         print(f"gd  seed {seed:2d}  loss {summary['train_loss_initial']:.3e} -> {summary['train_loss_final']:.3e}"
               f"  ratio {summary['train_ratio']:.2e}  population excess {summary['population_excess_final']:.2e}"
               f"  step {summary['step_default']:.3g} -> {summary['step_final']:.3g}", flush=True)
     for seed in range(args.sgd_seeds):
-        summary, _, _ = relu_sgd.run(seed, snapshots=0)
+        summary, _, _ = relu_sgd.run(seed, snapshots=0, **size)
         report["sgd"].append(summary)
         print(f"sgd seed {seed:2d}  population excess {summary['population_excess_initial']:.3e} -> "
               f"{summary['population_excess_final']:.3e}  ratio {summary['ratio']:.2e}", flush=True)

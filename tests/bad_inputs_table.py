@@ -330,6 +330,11 @@ CASES = [
          None, r"^error: seed=-1 is invalid: it must be >= 0$"),
     Case("cli-plot-missing", "cli", "plot of a missing directory", lambda t: ["plot", str(t / "nothing")],
          None, r"^error: .*nothing' is not a directory written by `measureflow reproduce`$"),
+    Case("cli-animate-no-tables", "cli", "animate a directory without trajectory tables", lambda t: ["animate", str(t)],
+         None, r"^error: .* holds no trajectory tables \(trajectories/\*_paths\.csv\); run `measureflow reproduce"),
+    Case("cli-animate-length", "cli", "animate --frames and --seconds together", lambda t: [
+        "animate", str(t), "--frames", "10", "--seconds", "2"], None,
+         r"^error: give the animation's length as frames or as seconds, not both$"),
     Case("cli-unknown-command", "cli", "unknown command", lambda t: ["bogus"], None, r"^error: No such command 'bogus'"),
 ]
 

@@ -1,6 +1,8 @@
 """`measureflow reproduce` / `measureflow plot`: the experiments write their tables, the
 figures are redrawn byte-identically from the tables alone, report.md lists every figure,
-bad input is a one-line error; the Wasserstein distance against closed forms."""
+report.html holds the same text with every figure embedded and renders in headless
+Chromium, the trajectory experiment writes a GIF per figure, bad input is a one-line
+error; the Wasserstein distance against closed forms."""
 
 from __future__ import annotations
 
@@ -216,10 +218,15 @@ def test_plot_redraws_identical_figures_from_tables_alone(reproduced, tmp_path):
     after = {rel: _digest(copy / rel) for rel in before}
     assert after == before
     assert (copy / "report.md").read_text() == (out / "report.md").read_text().replace(str(out), str(copy))
+    assert (copy / "report.html").read_text() == (out / "report.html").read_text().replace(str(out), str(copy))
 
 
-def test_rerun_skips_up_to_date_experiments(reproduced, monkeypatch):
-    out, _ = reproduced
+def test_rerun_skips_up_to_date_experiments(reproduced, monkeypatch, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"  # the rerun rewrites the report and drops a run.json: not in the shared results
+    shutil.copytree(reproduced[0], out)
+
     class Rerun(Exception):
         pass
 
@@ -245,3 +252,113 @@ def test_aligned_fraction_weighs_units_by_their_scale():
     assert aligned_fraction(units[:2], teacher) == pytest.approx(1.0)
     rotated = np.array([[np.cos(np.radians(9)), np.sin(np.radians(9)), 1.0]])
     assert aligned_fraction(rotated, teacher) == 1.0 and aligned_fraction(rotated, teacher, degrees=8) == 0.0
+
+
+# -- animations and report.html -------------------------------------------------------------
+
+def test_trajectory_experiment_writes_a_gif_per_figure(reproduced):
+    import pandas as pd
+
+    from measureflow.plotting.animation import gif_info
+
+    out, summary = reproduced
+    gifs = summary.animations["trajectories"]
+    assert [p.name for p in gifs] == ["deconvolution.gif", "relu_gd.gif", "relu_sgd.gif"]
+    report = (out / "report.md").read_text()
+    for p in gifs:
+        snapshots = pd.read_csv(out / "trajectories" / f"{p.stem}_paths.csv")["iteration"].nunique()
+        info = gif_info(p)  # default: one frame per saved snapshot at 10 frames per second
+        assert info["frames"] == snapshots and set(info["duration_ms"]) == {100}
+        assert f"(trajectories/{p.name})" in report
+    assert set(summary.animations) == {"trajectories"}  # the other experiments have no flow to show
+
+
+def _html_images(page):
+    import html.parser
+
+    class Images(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.src, self.links, self.text = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.src.append(attrs["src"])
+            for key in ("href", "src"):
+                if key in attrs and tag != "img":
+                    self.links.append(attrs[key])
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parser = Images()
+    parser.feed(page)
+    return parser
+
+
+def test_report_html_is_self_contained_with_the_same_text(reproduced):
+    import base64
+    import re
+
+    out, summary = reproduced
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    parsed = _html_images(page)
+    shown = [m for m in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)]  # every image of report.md, in order
+    assert len(shown) == len(parsed.src) > 0
+    for rel, src in zip(shown, parsed.src):  # embedded byte for byte, with the right type
+        mime, data = re.fullmatch(r"data:(image/(?:png|gif));base64,(.+)", src).groups()
+        assert mime == f"image/{rel.rsplit('.', 1)[1]}" and base64.b64decode(data) == (out / rel).read_bytes()
+    assert not any(re.match(r"[a-z]+://", link) for link in parsed.links)  # nothing from a network
+    text = " ".join("".join(parsed.text).split())
+    for name in MINE:  # headings and readings: the text of report.md
+        assert rp.load(name).TITLE in text
+        assert " ".join(rp.load(name).summarize(out / name).split()) in text
+
+
+def test_report_html_renders_in_headless_chromium(reproduced, tmp_path):
+    import _chromium
+
+    if _chromium.executable() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    from PIL import Image
+
+    out, _ = reproduced
+    url = (out / "report.html").as_uri()
+    state, requests = _chromium.inspect(url, """JSON.stringify({
+        images: Array.from(document.images).map(i => ({complete: i.complete, width: i.naturalWidth,
+                                                       height: i.naturalHeight})),
+        headings: Array.from(document.querySelectorAll("h1, h2")).map(h => h.textContent),
+        text: document.body.innerText.length, height: document.documentElement.scrollHeight})""")
+    state = json.loads(state)
+    expected = len(_html_images((out / "report.html").read_text()).src)
+    assert len(state["images"]) == expected > 0
+    assert all(i["complete"] and i["width"] > 0 and i["height"] > 0 for i in state["images"]), state["images"]
+    assert state["headings"][1:] == [rp.load(n).TITLE for n in MINE] and state["text"] > 500
+    assert {r.split(":", 1)[0] for r in requests} <= {"file", "data"}, "the page asked the network for something"
+    shot = tmp_path / "report.png"
+    height = min(state["height"], 16_000)
+    _chromium.screenshot(url, str(shot), width=1280, height=height)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape == (height, 1280, 3)
+    drawn = np.any(pixels != 255, axis=2)  # the page's background is white
+    assert drawn.mean() > 0.01 and drawn.any(axis=1).mean() > 0.3  # ink, spread down the page
+    print(f"screenshot {pixels.shape[1]}x{pixels.shape[0]} px, {drawn.mean():.1%} non-background pixels, "
+          f"{len(state['images'])} images loaded, {len(requests)} requests ({', '.join(sorted({r.split(':')[0] for r in requests}))})")
+
+
+def test_animate_redraws_the_gifs_and_the_report(reproduced, tmp_path):
+    import base64
+    import shutil
+
+    from measureflow.plotting.animation import gif_info
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reproduced[0], copy)
+    written = rp.animate_directory(copy / "trajectories", fps=5, frames=3)  # the experiment's own folder
+    assert [p.name for p in written["trajectories"]] == ["deconvolution.gif", "relu_gd.gif", "relu_sgd.gif"]
+    page = (copy / "report.html").read_text()
+    for p in written["trajectories"]:
+        assert gif_info(p)["frames"] == 3 and set(gif_info(p)["duration_ms"]) == {200}
+        assert base64.b64encode(p.read_bytes()).decode() in page  # the report shows the new GIFs

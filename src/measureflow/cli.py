@@ -96,7 +96,7 @@ def reproduce_command(
     jobs: int = typer.Option(1, "--jobs", help="Experiments run side by side, each in its own process."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ):
-    """Run the experiments: figures (PNG, PDF), tables (CSV), config.json and report.md in --out."""
+    """Run the experiments: figures (PNG, PDF, GIF), tables (CSV), config.json, report.md and report.html in --out."""
     from .experiments.reproduce import reproduce
 
     summary = reproduce(out, preset, only, seed, force=force, progress=progress, jobs=jobs)
@@ -108,12 +108,28 @@ def reproduce_command(
 
 @app.command("plot")
 def plot_command(directory: str = typer.Argument(..., help="A directory written by `measureflow reproduce`.")):
-    """Redraw every figure in DIRECTORY (and report.md) from its saved tables alone."""
+    """Redraw every figure in DIRECTORY (and report.md, report.html) from its saved tables alone."""
     from .experiments.reproduce import plot_directory
 
     figures = plot_directory(directory)
     count = sum(len(paths) for paths in figures.values())
     typer.echo(f"redrew {count} figure files for {', '.join(figures)} in {directory}", err=True)
+
+
+@app.command("animate")
+def animate_command(
+    directory: str = typer.Argument(..., help="A directory written by `measureflow reproduce` (or its "
+                                    "trajectories/ folder)."),
+    fps: int = typer.Option(10, "--fps", help="Frames per second."),
+    seconds: float = typer.Option(None, "--seconds", help="Length of each GIF in seconds (frames = seconds x fps)."),
+    frames: int = typer.Option(None, "--frames", help="Frames of each GIF (default: one per saved snapshot)."),
+):
+    """Draw GIFs of the particle flows (DIR/trajectories/*.gif) from the saved tables alone."""
+    from .experiments.reproduce import animate_directory
+
+    written = animate_directory(directory, fps=fps, frames=frames, seconds=seconds)
+    paths = [str(p) for ps in written.values() for p in ps]
+    typer.echo(f"wrote {len(paths)} GIFs: {', '.join(paths)}", err=True)
 
 
 def run():

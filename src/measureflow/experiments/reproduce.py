@@ -4,11 +4,15 @@
     DIR/<name>/*.png, *.pdf   the figures, drawn from those tables only
     DIR/<name>/run.json       what was run: preset, parameters, seed, version, wall time
     DIR/config.json           all of the above for every experiment in DIR
+    DIR/<name>/*.gif          animations of the particle flows (experiments with ``animate``)
     DIR/report.md             every figure with a one-paragraph reading of it
+    DIR/report.html           the same page, self-contained (figures embedded), for a browser
 
 An experiment is a module ``measureflow.experiments.<name>`` with ``NAME``, ``TITLE``,
 ``PRESETS`` (name → JSON-able parameters), ``run(out_dir, params, seed, progress)``,
-``plot(out_dir) -> [paths]`` and ``summarize(out_dir) -> str``. An experiment whose
+``plot(out_dir) -> [paths]`` and ``summarize(out_dir) -> str``, and optionally
+``animate(out_dir, fps=, frames=, seconds=) -> [GIF paths]`` with ``ANIMATIONS`` (the GIFs'
+stems, in report order) and ``has_tables(out_dir)``. An experiment whose
 ``run.json`` already records the same parameters, seed and package version is not rerun
 (``force=True`` reruns it); its figures are redrawn. With ``jobs > 1`` the experiments run
 side by side in fresh worker processes (most of their time is single-threaded compilation);
@@ -170,6 +174,7 @@ class Summary:
     figures: dict
     wall_time: dict
     report: pathlib.Path
+    animations: dict = dataclasses.field(default_factory=dict)
 
 
 def _record(params: dict, seed: int, preset: str) -> dict:
@@ -263,17 +268,24 @@ def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *,
     records = {n: _record(params_by_name[n], seed, preset) for n in names}
     skipped = [n for n in names if not force and _up_to_date(out / n, records[n])]
     todo = [n for n in names if n not in skipped]
-    figures, wall = {}, {}
+    figures, wall, animations = {}, {}, {}
+
+    def draw(name: str):
+        module = load(name)
+        figures[name] = module.plot(out / name)
+        if hasattr(module, "animate"):
+            animations[name] = module.animate(out / name)
+
     with _Bars(names, progress) as bars:
         def done(name: str, seconds: float):
             wall[name] = seconds
             (out / name / RUN_RECORD).write_text(json.dumps({**records[name], "wall_time_s": round(seconds, 2)},
                                                             indent=2))
-            figures[name] = load(name).plot(out / name)
+            draw(name)
             bars.finish(name, f"done in {seconds:.0f} s")
 
         for name in skipped:
-            figures[name] = load(name).plot(out / name)
+            draw(name)
             bars.finish(name, "up to date (not rerun)")
         if jobs > 1 and len(todo) > 1:
             _run_parallel(todo, out, params_by_name, seed, jobs, bars, done)
@@ -283,7 +295,7 @@ def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *,
     figures = {n: figures[n] for n in names}  # report order
     write_config(out, seed=seed, preset=preset)
     report = write_report(out, figures)
-    return Summary(out, tuple(todo), tuple(skipped), figures, wall, report)
+    return Summary(out, tuple(todo), tuple(skipped), figures, wall, report, animations)
 
 
 def present(out) -> list[str]:
@@ -293,7 +305,8 @@ def present(out) -> list[str]:
 
 
 def plot_directory(out) -> dict[str, list[pathlib.Path]]:
-    """Redraw every figure under ``out`` from its saved tables alone, and the report."""
+    """Redraw every figure under ``out`` from its saved tables alone, and the report (md and
+    html; the GIFs already there are kept: ``animate_directory`` redraws them)."""
     out = pathlib.Path(out)
     if not out.is_dir():
         raise ValidationError(f"{str(out)!r} is not a directory written by `measureflow reproduce`")
@@ -304,6 +317,37 @@ def plot_directory(out) -> dict[str, list[pathlib.Path]]:
     figures = {n: load(n).plot(out / n) for n in names}
     write_report(out, figures)
     return figures
+
+
+def animate_directory(out, *, fps: int | None = None, frames: int | None = None,
+                      seconds: float | None = None) -> dict[str, list[pathlib.Path]]:
+    """Draw the GIFs of the particle flows from the saved tables alone: ``out`` is a
+    directory written by ``reproduce`` or an experiment's own directory holding its tables
+    (e.g. ``DIR/trajectories``); the report of a ``reproduce`` directory is then rewritten
+    with the new GIFs."""
+    from ..plotting.animation import FPS, frame_count
+
+    out = pathlib.Path(out)
+    frame_count(2, fps=FPS if fps is None else fps, frames=frames, seconds=seconds)  # checked before any work
+    if not out.is_dir():
+        raise ValidationError(f"{str(out)!r} is not a directory written by `measureflow reproduce`")
+    options = {"fps": fps, "frames": frames, "seconds": seconds}
+    animated = [n for n in EXPERIMENTS if importlib.util.find_spec(_module_name(n)) is not None
+                and hasattr(load(n), "animate")]
+    inside = {n: out / n for n in animated if load(n).has_tables(out / n)}
+    if inside:
+        written = {n: load(n).animate(d, **options) for n, d in inside.items()}
+        if present(out):
+            plot_directory(out)  # report.md and report.html show the new GIFs
+        return written
+    for n in animated:  # an experiment's own directory
+        if load(n).has_tables(out):
+            written = {n: load(n).animate(out, **options)}
+            if out.name == n and n in present(out.parent):
+                plot_directory(out.parent)  # DIR/<name>: the report in DIR shows the new GIFs
+            return written
+    raise ValidationError(f"{str(out)!r} holds no trajectory tables (trajectories/*_paths.csv); run "
+                          f"`measureflow reproduce --only trajectories --out {out}` first")
 
 
 # -- config.json and report.md --------------------------------------------------------------
@@ -330,9 +374,18 @@ def write_config(out, *, seed: int, preset: str) -> pathlib.Path:
     return path
 
 
+def _animation_paths(name: str, exp_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The experiment's GIFs present in ``exp_dir``, in its ``ANIMATIONS`` order."""
+    stems = getattr(load(name), "ANIMATIONS", ())
+    return [exp_dir / f"{s}.gif" for s in stems if (exp_dir / f"{s}.gif").is_file()]
+
+
 def write_report(out, figures: dict[str, list[pathlib.Path]]) -> pathlib.Path:
     """``out/report.md``: for each experiment, its heading, reading and figures (PNG shown,
-    PDF linked), plus a table of what was run."""
+    PDF linked, then the GIFs present), plus a table of what was run; and ``out/report.html``,
+    the same text as one self-contained page (:mod:`measureflow.experiments.report_html`)."""
+    from .report_html import write_html
+
     out = pathlib.Path(out)
     lines = ["# measureflow: reproduced figures", "",
              f"measureflow {__version__}. Regenerate the figures from the tables with "
@@ -350,6 +403,12 @@ def write_report(out, figures: dict[str, list[pathlib.Path]]) -> pathlib.Path:
                 lines.append(f"![{module.TITLE}: {pathlib.Path(p).stem}]({rel})")
             elif rel.endswith(".pdf"):
                 lines += ["", f"[{pathlib.Path(p).name} (PDF)]({rel})", ""]
+        gifs = _animation_paths(n, out / n)
+        if gifs:
+            lines += ["", f"Animations (GIF, redrawn from the tables by `measureflow animate {out}`):", ""]
+            lines += [f"![{module.TITLE}: animation of {p.stem}]({n}/{p.name})" for p in gifs]
     path = out / "report.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    path.write_text(text)
+    write_html(out, text, title="measureflow: reproduced figures")
     return path

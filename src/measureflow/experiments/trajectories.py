@@ -12,7 +12,8 @@
 Tables (``out_dir``): ``<run>_paths.csv`` (iteration, particle, coordinates),
 ``<run>_history.csv`` (iteration, objective), ``relu_teacher.csv``/``<run>_teacher.csv``,
 ``deconvolution_truth.csv``, ``deconvolution_signal.csv``, ``deconvolution_recovered.csv``
-and ``metrics.csv`` (run, metric, value).
+and ``metrics.csv`` (run, metric, value). :func:`animate` draws ``<run>.gif`` (the particles
+moving) from the paths and teacher/truth tables alone.
 """
 
 from __future__ import annotations
@@ -272,6 +273,54 @@ def plot(out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Redraw the three trajectory figures from the tables in ``out_dir``."""
     out_dir = pathlib.Path(out_dir)
     return plot_deconvolution(out_dir) + plot_network(out_dir, "relu_gd") + plot_network(out_dir, "relu_sgd")
+
+
+# -- animations from the tables --------------------------------------------------------------
+
+#: The GIFs :func:`animate` writes, one per trajectory figure, and the tables each reads.
+ANIMATIONS = {"deconvolution": ("deconvolution_paths", "deconvolution_truth"),
+              "relu_gd": ("relu_gd_paths", "relu_gd_teacher"),
+              "relu_sgd": ("relu_sgd_paths", "relu_sgd_teacher")}
+
+
+def has_tables(out_dir) -> bool:
+    """Whether ``out_dir`` holds every table :func:`animate` reads."""
+    out_dir = pathlib.Path(out_dir)
+    return all((out_dir / f"{t}.csv").is_file() for tables in ANIMATIONS.values() for t in tables)
+
+
+def animate(out_dir: pathlib.Path, *, fps: int | None = None, frames: int | None = None,
+            seconds: float | None = None) -> list[pathlib.Path]:
+    """Write ``<run>.gif`` for each trajectory figure from the tables in ``out_dir`` alone:
+    the spikes sliding with their weights (deconvolution) and the network units moving in
+    the (w, b) plane with the teacher marked (relu_gd, relu_sgd). ``fps`` (default 10) and
+    the length (``frames`` or ``seconds``; default one frame per snapshot) as in
+    :func:`measureflow.plotting.animation.frame_count`."""
+    from ..plotting import animation
+
+    out_dir = pathlib.Path(out_dir)
+    fps = animation.FPS if fps is None else fps
+    length = {"fps": fps, "frames": frames, "seconds": seconds}
+    its, S = paths_array(read_table(out_dir, "deconvolution_paths"), ("r", "t"))
+    animation.frame_count(len(its), **length)  # the options are checked before any drawing
+    truth = read_table(out_dir, "deconvolution_truth")
+    written = [animation.spike_animation(
+        out_dir / "deconvolution.gif", its, S[:, :, 1], S[:, :, 0], truth_t=truth["t"].to_numpy(),
+        truth_a=truth["a"].to_numpy(), title=f"Forward–backward: m = {S.shape[1]} spikes sliding on T¹",
+        **length)]
+    for run in ("relu_gd", "relu_sgd"):
+        paths = read_table(out_dir, f"{run}_paths")
+        teacher = read_table(out_dir, f"{run}_teacher")
+        cols = tuple(c for c in paths.columns if c not in ("iteration", "particle"))
+        its, S = paths_array(paths, cols)
+        T = teacher[list(cols)].to_numpy(dtype=float)
+        what = "GD on a training set" if run == "relu_gd" else "SGD, fresh samples"
+        written.append(animation.planar_animation(
+            out_dir / f"{run}.gif", its, np.abs(S[:, :, 2:3]) * S[:, :, :2], np.sign(S[:, :, 2]),
+            teacher=np.abs(T[:, 2:3]) * T[:, :2], teacher_signs=np.sign(T[:, 2]), teacher_scale=S.shape[1] / len(T),
+            title=f"ReLU, {what}: m = {S.shape[1]} units |a|·({cols[0]}, {cols[1]})",
+            xlabel=f"|a|·{cols[0]}", ylabel=f"|a|·{cols[1]}", **length))
+    return written
 
 
 def summarize(out_dir: pathlib.Path) -> str:

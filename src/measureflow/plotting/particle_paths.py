@@ -37,21 +37,9 @@ def planar_paths(ax, paths: np.ndarray, signs: np.ndarray, *, teacher: np.ndarra
         ax.plot(paths[:, i, 0], paths[:, i, 1], color=c, lw=0.8, alpha=0.6)
         ax.plot(paths[-1, i, 0], paths[-1, i, 1], "o", color=c, ms=3.5)
     ax.plot(paths[0, :, 0], paths[0, :, 1], ".", color="0.5", ms=2.5, label="initialization μ0")
-    extent = 1.15 * max(np.abs(paths).max(), 1e-12)
-    outside = False
-    if teacher is not None:
-        T = np.asarray(teacher, dtype=float) * teacher_scale
-        extent = max(extent, 1.1 * min(np.abs(T).max(), 2.0 * extent))  # stars up to twice the particles' reach
-        for k in range(len(T)):
-            c = _sign_color(teacher_signs[k])
-            reach = np.abs(T[k]).max()
-            u = T[k] / max(reach, 1e-300)  # the ray, scaled to reach the frame's edge at 1
-            ax.plot([0, extent * u[0]], [0, extent * u[1]], ls="--", color=c, lw=0.8, alpha=0.7)
-            if reach <= extent:
-                ax.plot(*T[k], "*", color=c, ms=12, mec="k", mew=0.6)
-            else:
-                outside = True
-                ax.plot(*(0.97 * extent * u), "*", mfc="none", mec=c, ms=12, mew=1.2)
+    T = None if teacher is None else np.asarray(teacher, dtype=float) * teacher_scale
+    extent = frame_extent(paths, T)
+    outside = draw_teacher(ax, T, teacher_signs, extent) if T is not None else False
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
     ax.plot([], [], "-", color=POSITIVE, label="particle, a > 0")
@@ -63,6 +51,32 @@ def planar_paths(ax, paths: np.ndarray, signs: np.ndarray, *, teacher: np.ndarra
     ax.axhline(0, color="0.85", lw=0.5, zorder=0)
     ax.axvline(0, color="0.85", lw=0.5, zorder=0)
     ax.set_aspect("equal")
+
+
+def frame_extent(paths: np.ndarray, teacher: np.ndarray | None = None) -> float:
+    """Half-width of a square frame centred at 0 that holds the points ``paths`` (..., 2) and
+    the teacher stars (k, 2), those up to twice the particles' reach."""
+    extent = 1.15 * max(np.abs(np.asarray(paths, dtype=float)).max(), 1e-12)
+    if teacher is not None:
+        extent = max(extent, 1.1 * min(np.abs(teacher).max(), 2.0 * extent))
+    return extent
+
+
+def draw_teacher(ax, teacher: np.ndarray, teacher_signs: np.ndarray, extent: float, ms: float = 12) -> bool:
+    """Teacher units (k, 2) as dashed rays from 0 to the frame's edge and stars (hollow, at the
+    edge, for a star beyond the frame); returns whether one was beyond it."""
+    outside = False
+    for k in range(len(teacher)):
+        c = _sign_color(teacher_signs[k])
+        reach = np.abs(teacher[k]).max()
+        u = teacher[k] / max(reach, 1e-300)  # the ray, scaled to reach the frame's edge at 1
+        ax.plot([0, extent * u[0]], [0, extent * u[1]], ls="--", color=c, lw=0.8, alpha=0.7)
+        if reach <= extent:
+            ax.plot(*teacher[k], "*", color=c, ms=ms, mec="k", mew=0.6)
+        else:
+            outside = True
+            ax.plot(*(0.97 * extent * u), "*", mfc="none", mec=c, ms=ms, mew=1.2)
+    return outside
 
 
 def _unwrap_breaks(t: np.ndarray) -> np.ndarray:
