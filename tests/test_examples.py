@@ -31,6 +31,9 @@ SMOKE = {
     "deconvolution_2d": (["--iterations", "20"], ["deconvolution_2d.png"]),
     "deconvolution_validation": (["--seeds", "1", "--seeds-2d", "1", "--iterations", "20", "--ms", "50"],
                                  ["deconvolution_validation_noiseless_noisy_2d_timing.json"]),
+    "relu_flow": (["--tiny"], []),
+    "relu_hessian": (["--tiny"], []),
+    "wfr_convergence": (["--iterations", "30"], ["wfr_convergence.png", "wfr_convergence.csv"]),
 }
 
 
