@@ -29,6 +29,7 @@ SECTIONS = {
     "3": ("deconvolution", "deconvolution iteration time and time to certificate"),
     "4": ("sweeps", "batched sweeps vs one by one"),
     "5": ("memory", "peak memory at m = 1e5"),
+    "6": ("latency", "first-call latency of a forward–backward solve"),
 }
 
 
@@ -52,7 +53,7 @@ def _table(rows, machine, elapsed, quick) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions (a few minutes)")
-    ap.add_argument("--only", default="1,2,3,4,5", help="comma-separated sections (default: all)")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated sections (default: all)")
     ap.add_argument("--json", default=None, help="also write the rows and machine description to this file")
     args = ap.parse_args(argv)
     machine = _harness.machine()

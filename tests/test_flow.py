@@ -10,7 +10,7 @@ import scipy.linalg
 import jax.numpy as jnp
 
 import measureflow as mf
-from measureflow.flow import _integrate_jit
+from measureflow.gradient_flow import _integrate_jit
 from measureflow.features import Custom, ReLU
 
 RNG = np.random.default_rng(0)

@@ -251,7 +251,7 @@ LAYERS = [
     {"problem", "init"},
     {"methods"},
     {"solvers"},
-    {"certificates", "baselines", "deconvolution", "flow", "diagnostics"},
+    {"certificates", "baselines", "deconvolution", "gradient_flow", "diagnostics"},
     {"store", "plotting"},
     {"experiments", "sklearn"},
     {"cli"},

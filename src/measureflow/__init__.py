@@ -25,7 +25,6 @@ from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
 from . import store  # noqa: E402  (results on disk: mf.store.Store)
 from .solvers import Result, SolverState, default_step, run, solve, solve_batch  # noqa: E402
-from .flow import FlowResult, flow  # noqa: E402  (mf.flow is the function; the module is measureflow.flow)
 from . import diagnostics  # noqa: E402
 
 __all__ = [
@@ -35,3 +34,14 @@ __all__ = [
     "flow", "FlowResult", "diagnostics",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]
+
+
+def __getattr__(name):
+    # mf.flow / mf.FlowResult import diffrax (about a second); the module is measureflow.gradient_flow only when first used
+    if name in ("flow", "FlowResult"):
+        import importlib
+
+        module = importlib.import_module(".gradient_flow", __name__)
+        globals().update(flow=module.flow, FlowResult=module.FlowResult)
+        return globals()[name]
+    raise AttributeError(f"module 'measureflow' has no attribute {name!r}")
