@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from .errors import InputTypeError, ValidationError
+from .errors import ValidationError
 from .particles import Particles
-from .problem import Problem
+from .problem import Problem, check_pair
 from .regularizers import L1, L2, NoRegularizer
 from .validation import check_int, check_real
 
@@ -76,13 +76,7 @@ def _particle_grad(problem, particles):
 def random_features(problem: Problem, particles: Particles, *, tol: float = 1e-10,
                     max_iterations: int = 100_000) -> BaselineResult:
     """Optimize the weight coordinate of ``particles`` with positions frozen (see module doc)."""
-    if not isinstance(problem, Problem):
-        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
-    if not isinstance(particles, Particles):
-        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
-    if particles.dim != problem.feature.dim:
-        raise ValidationError(f"particles have dimension p={particles.dim} but the feature "
-                              f"{problem.feature.name} has dim={problem.feature.dim}")
+    check_pair(problem, particles)
     tol = check_real("tol", tol, positive=True)
     max_iterations = check_int("max_iterations", max_iterations, minimum=1)
     c = problem.feature.weight_index

@@ -22,7 +22,7 @@ from scipy.special import digamma, gammaln
 
 from .errors import InputTypeError, MeasureflowError, ValidationError
 from .particles import Particles
-from .problem import Problem
+from .problem import Problem, check_pair
 from .validation import check_array, check_choice, check_int, check_real
 
 # -- entropy --------------------------------------------------------------------------------
@@ -208,13 +208,7 @@ def hessian_spectrum(problem: Problem, particles: Particles, k: int = 6, *, meth
     tol, maxiter, seed   ARPACK's tolerance (0: machine precision), iteration limit and
                  the seed of its (deterministic) start vector
     """
-    if not isinstance(problem, Problem):
-        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
-    if not isinstance(particles, Particles):
-        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
-    if particles.dim != problem.feature.dim:
-        raise ValidationError(f"particles have dimension p={particles.dim} but the feature "
-                              f"{problem.feature.name} has dim={problem.feature.dim}")
+    check_pair(problem, particles)
     if not isinstance(smooth_only, (bool, np.bool_)):
         raise InputTypeError(f"smooth_only must be True or False, got {smooth_only!r}")
     reg = problem.regularizer

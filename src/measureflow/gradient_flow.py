@@ -25,7 +25,7 @@ from ._pytree import pytree_dataclass, static_field
 from .data.base import Sampler
 from .errors import InputTypeError, ValidationError
 from .particles import Particles
-from .problem import Problem
+from .problem import Problem, check_pair
 from .validation import check_array, check_int, check_real
 
 STATUSES = ("converged", "max_steps", "diverged")
@@ -104,13 +104,7 @@ def _exact(problem: Problem, particles: Particles) -> bool:
 
 
 def _validate(problem, particles, t1, saveat, rtol, atol, max_steps, wfr):
-    if not isinstance(problem, Problem):
-        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
-    if not isinstance(particles, Particles):
-        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
-    if particles.dim != problem.feature.dim:
-        raise ValidationError(f"particles have dimension p={particles.dim} but the feature "
-                              f"{problem.feature.name} has dim={problem.feature.dim}")
+    check_pair(problem, particles)
     t1 = check_real("t1", t1, positive=True)
     rtol = check_real("rtol", rtol, positive=True)
     atol = check_real("atol", atol, positive=True)

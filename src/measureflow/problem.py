@@ -260,6 +260,18 @@ class Problem:
         return Problem(self.feature, self.loss, self.regularizer, data)
 
 
+def check_pair(problem, particles) -> None:
+    """Raise unless ``problem`` is a Problem and ``particles`` Particles of its dimension p
+    (the first check of every entry point that takes both)."""
+    if not isinstance(problem, Problem):
+        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
+    if not isinstance(particles, Particles):
+        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
+    if particles.dim != problem.feature.dim:
+        raise ValidationError(f"particles have dimension p={particles.dim} but the feature "
+                              f"{problem.feature.name} has dim={problem.feature.dim}")
+
+
 def _check_callables(problem: Problem) -> None:
     """Trace (no compilation) the feature, loss and regularizer on abstract inputs: one
     of the wrong shape, or one that fails on this data's dimension, is named here instead

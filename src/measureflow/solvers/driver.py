@@ -15,14 +15,14 @@ from .. import methods as _methods
 from ..data.base import Sampler
 from ..errors import DivergenceError, InputTypeError, ValidationError
 from ..particles import Particles
-from ..problem import Problem
+from ..problem import Problem, check_pair
 from ..validation import as_key, check_choice, check_int, check_memory, check_real
 from . import checkpoint as _checkpoint
 from . import geometry as _geometry
 from .loop import Controls, run
 from .state import (DIVERGED, MAX_ITERATIONS, NO_SNAPSHOT, RUNNING, Result, RunConfig, SolverState, empty_recorder,
                     to_result, with_status)
-from .steps import check_pair, curvature, step_from
+from .steps import curvature, step_from
 
 _run_jit = jax.jit(run, static_argnames=("config",))
 

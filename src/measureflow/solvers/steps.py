@@ -15,21 +15,11 @@ import jax
 import jax.numpy as jnp
 
 from .. import methods as _methods
-from ..errors import InputTypeError, ValidationError
+from ..errors import ValidationError
 from ..particles import Particles
-from ..problem import Problem
+from ..problem import Problem, check_pair
 from ..validation import as_key, check_int
 from . import geometry as _geometry
-
-
-def check_pair(problem, particles):
-    if not isinstance(problem, Problem):
-        raise InputTypeError(f"problem must be a mf.Problem, got {type(problem).__name__}")
-    if not isinstance(particles, Particles):
-        raise InputTypeError(f"particles must be mf.Particles, got {type(particles).__name__}")
-    if particles.dim != problem.feature.dim:
-        raise ValidationError(
-            f"particles have dimension p={particles.dim} but the feature {problem.feature.name} has dim={problem.feature.dim}")
 
 
 def power_iteration(problem, P, w, key, geometry, rule, iterations):
