@@ -12,7 +12,6 @@ from .loop import Controls, minibatch, run
 from .driver import log_spaced, solve
 from .state import STATUSES, Recorder, Result, RunConfig, SolverState
 from .steps import curvature, default_step
-from ..validation import as_key
 
 __all__ = ["solve", "solve_batch", "run", "Controls", "minibatch", "log_spaced", "Result", "SolverState", "Recorder",
-           "RunConfig", "STATUSES", "curvature", "default_step", "geometry", "as_key"]
+           "RunConfig", "STATUSES", "curvature", "default_step", "geometry"]

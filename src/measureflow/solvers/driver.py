@@ -196,6 +196,8 @@ def solve(problem: Problem, particles, method=None, step: float | None = None, i
                    ~1000 records); a continued run keeps its k
     snapshots      about how many log-spaced position snapshots to keep (0: none)
     dtype          "float64" (default) or "float32"
+    halve_on_increase  halve the step whenever F rises over a history interval (default:
+                   with the default step of a descent rule on full data)
     checkpoint     a file path: the run is written there atomically every
                    ``checkpoint_every`` steps (default: a tenth of the run) and at the end;
                    a rerun with the same path resumes from it (bit for bit)

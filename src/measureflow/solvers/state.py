@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._pytree import pytree_dataclass, static_field
@@ -198,5 +197,4 @@ def to_result(state: SolverState, rec: Recorder, rule, config: RunConfig) -> Res
 
 
 def with_status(state: SolverState, status: int) -> SolverState:
-    return dataclasses.replace(state, status=jnp.asarray(status, jnp.int32) if isinstance(state.status, jax.Array)
-                               else np.asarray(status, np.int32))
+    return dataclasses.replace(state, status=np.asarray(status, np.int32))
