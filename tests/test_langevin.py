@@ -97,7 +97,7 @@ def test_linear_feature_stationary_mean_and_covariance(tau):
     K = A + 2 * lam * np.eye(2)
     mean_star = np.linalg.solve(K, b)
     mu0 = mf.Particles(np.random.default_rng(2).standard_normal((m, 2)))
-    res = mf.solve(prob, mu0, mf.methods.Langevin(tau), step=eta, iterations=400, key=11, snapshots=0)
+    res = mf.solve(prob, mu0, mf.methods.Langevin(tau), step=eta, iterations=400, key=int(100 * tau), snapshots=0)
     P = np.asarray(res.particles.positions)
     I = np.eye(2)
     C_mean = 2 * eta * tau / m * np.linalg.inv(I - (I - eta * K) @ (I - eta * K))
