@@ -316,7 +316,7 @@ CASES = [
     Case("spec-step-bool", "config", "step = true", lambda t: expand({"task": "custom_teacher", "base": {"m": 4, "step": True}}), VE,
          r"base\.step: Input should be a valid number \(got True\)"),
     Case("spec-method", "config", "unknown method in a spec", lambda t: expand({"task": "custom_teacher", "base": {"m": 4, "method": "adam"}}),
-         VE, r"base\.method: Input should be 'gd' or 'fb' \(got 'adam'\)"),
+         VE, r"base\.method: Input should be 'gd', 'fb' or 'langevin' \(got 'adam'\)"),
     Case("spec-task", "config", "unknown task", lambda t: expand({"task": "nosuch"}), VE, r"task='nosuch' is not registered"),
     Case("spec-import", "config", "imports of a missing module", lambda t: expand(
         {"task": "custom_teacher", "imports": ["no_such_module_xyz"], "base": {"m": 4}}), VE,
