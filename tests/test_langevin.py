@@ -253,3 +253,26 @@ def test_custom_teacher_task_runs_langevin(tmp_path):
     assert again["objective"] == recs["log"]["objective"]
     other, _ = run_task("custom_teacher", {**base, "schedule": "log", "seed": 1, "data_seed": 0})
     assert other["objective"] != recs["log"]["objective"]
+
+
+# -- the run: continuation, minibatches, τ = 0 ------------------------------------------------
+
+def test_continued_and_minibatch_runs_keep_the_noise_and_zero_temperature_is_the_base_rule(tmp_path):
+    prob, _, _ = _linear_problem(0.25)
+    mu0 = mf.Particles(np.random.default_rng(3).standard_normal((64, 2)))
+    rule = mf.methods.Langevin(0.1, schedule=mf.methods.geometric_schedule(0.99))
+    for batch in (None, 8):
+        whole = mf.solve(prob, mu0, rule, step=0.1, iterations=40, key=5, batch_size=batch, snapshots=0)
+        half = mf.solve(prob, mu0, rule, step=0.1, iterations=15, key=5, batch_size=batch, snapshots=0)
+        cont = mf.solve(prob, half, iterations=25)
+        np.testing.assert_array_equal(cont.particles.positions, whole.particles.positions)
+        ckpt = mf.solve(prob, mu0, rule, step=0.1, iterations=40, key=5, batch_size=batch, snapshots=0,
+                        checkpoint=tmp_path / f"run{batch}.npz", checkpoint_every=7)
+        np.testing.assert_array_equal(ckpt.particles.positions, whole.particles.positions)
+        if batch is None:
+            full = whole
+    other = mf.solve(prob, mu0, rule, step=0.1, iterations=40, key=6, snapshots=0)
+    assert np.abs(other.particles.positions - full.particles.positions).max() > 1e-3
+    cold = mf.solve(prob, mu0, mf.methods.Langevin(0.0), step=0.1, iterations=40, key=5, snapshots=0)
+    gd = mf.solve(prob, mu0, "gd", step=0.1, iterations=40, snapshots=0)
+    np.testing.assert_allclose(cold.particles.positions, gd.particles.positions, rtol=0, atol=1e-14)
