@@ -276,3 +276,6 @@ def test_continued_and_minibatch_runs_keep_the_noise_and_zero_temperature_is_the
     cold = mf.solve(prob, mu0, mf.methods.Langevin(0.0), step=0.1, iterations=40, key=5, snapshots=0)
     gd = mf.solve(prob, mu0, "gd", step=0.1, iterations=40, snapshots=0)
     np.testing.assert_allclose(cold.particles.positions, gd.particles.positions, rtol=0, atol=1e-14)
+    f32 = mf.solve(prob, mu0, mf.methods.Langevin(0.1, schedule=mf.methods.log_schedule), step=0.1, iterations=5,
+                   dtype="float32", snapshots=0)
+    assert f32.particles.positions.dtype == np.float32 and f32.status == "max_iterations"

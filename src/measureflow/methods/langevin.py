@@ -143,7 +143,8 @@ class Langevin(Rule):
         moved, state = self.base.update(problem, particles, field, state, step=step, key=key, iteration=iteration)
         P = moved.positions
         noise = jax.random.normal(key, P.shape, P.dtype)
-        P = P + jnp.sqrt(2.0 * step * self.temperature_at(iteration)) * noise
+        scale = jnp.sqrt(2.0 * step * self.temperature_at(iteration)).astype(P.dtype)  # float32 runs stay float32
+        P = P + scale * noise
         return Particles.unchecked(P, moved.weights), state
 
     def tangent(self, problem, particles, field):
