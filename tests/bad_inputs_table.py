@@ -207,6 +207,27 @@ CASES = [
          r"L1 is non-smooth: the gradient flow would differentiate it; use forward–backward, mf.solve\(..., method='fb'\)"),
     Case("flow-wfr-zero", "api", "WFR flow with both rates 0", lambda t: mf.flow(PROB, MU, 1.0, wfr=(0, 0)), VE,
          r"wfr=\(0, 0\) moves nothing"),
+    # -- mean-field Langevin ----------------------------------------------------------------
+    Case("langevin-temperature-negative", "api", "Langevin with τ < 0", lambda t: mf.methods.Langevin(-0.1), VE,
+         r"temperature=-0.1 is invalid: it must be finite and >= 0"),
+    Case("langevin-temperature-nan", "api", "Langevin with τ = nan", lambda t: mf.methods.Langevin(float("nan")), VE,
+         r"temperature=nan is invalid: it must be finite and >= 0"),
+    Case("langevin-temperature-inf", "api", "Langevin with τ = inf", lambda t: mf.methods.Langevin(float("inf")), VE,
+         r"temperature=inf is invalid: it must be finite and >= 0"),
+    Case("langevin-temperature-string", "api", "Langevin with τ = 'hot'", lambda t: mf.methods.Langevin("hot"), TE,
+         r"temperature must be a real number, got 'hot'"),
+    Case("langevin-schedule-negative", "api", "Langevin schedule that turns negative", lambda t: mf.methods.Langevin(
+        0.1, schedule=lambda it: 1.0 - it / 50), VE, r"schedule must be positive and finite, but schedule\(100\) = -1"),
+    Case("langevin-schedule-zero", "api", "Langevin schedule that is 0 at the start", lambda t: mf.methods.Langevin(
+        0.1, schedule=lambda it: 0.0 * it), VE, r"schedule must be positive and finite, but schedule\(0\) = 0"),
+    Case("langevin-geometric-rate", "api", "geometric annealing with rate > 1", lambda t: mf.methods.geometric_schedule(1.5),
+         VE, r"rate=1.5 is invalid: a geometric annealing needs 0 < rate <= 1"),
+    Case("langevin-spec-no-temperature", "config", "method langevin without a temperature in a spec", lambda t: expand(
+        {"task": "custom_teacher", "base": {"m": 4, "method": "langevin"}}), VE,
+         r"base: Value error, method 'langevin' needs a temperature"),
+    Case("langevin-spec-temperature-negative", "config", "negative temperature in a spec", lambda t: expand(
+        {"task": "custom_teacher", "base": {"m": 4, "method": "langevin", "temperature": -1.0}}), VE,
+         r"base\.temperature: Input should be greater than or equal to 0"),
     # -- diagnostics ------------------------------------------------------------------------
     Case("hessian-k-too-large", "api", "Hessian spectrum with k > m·p", lambda t: mf.diagnostics.hessian_spectrum(
         PROB, MU, k=13), VE, r"k=13 is larger than the dimension of the Hessian: m·p = 4·3 = 12 coordinates"),
@@ -295,7 +316,7 @@ CASES = [
     Case("spec-step-bool", "config", "step = true", lambda t: expand({"task": "custom_teacher", "base": {"m": 4, "step": True}}), VE,
          r"base\.step: Input should be a valid number \(got True\)"),
     Case("spec-method", "config", "unknown method in a spec", lambda t: expand({"task": "custom_teacher", "base": {"m": 4, "method": "adam"}}),
-         VE, r"base\.method: Input should be 'gd' or 'fb' \(got 'adam'\)"),
+         VE, r"base\.method: Input should be 'gd', 'fb' or 'langevin' \(got 'adam'\)"),
     Case("spec-task", "config", "unknown task", lambda t: expand({"task": "nosuch"}), VE, r"task='nosuch' is not registered"),
     Case("spec-import", "config", "imports of a missing module", lambda t: expand(
         {"task": "custom_teacher", "imports": ["no_such_module_xyz"], "base": {"m": 4}}), VE,

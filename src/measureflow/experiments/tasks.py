@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..errors import InputTypeError, ValidationError
 
@@ -202,7 +202,13 @@ class CustomTeacherConfig(TaskConfig):
     m              student units (particles)
     seed           seed of the student initialization
     data_seed      seed of the teacher and the samples (default: ``seed``)
-    method         "gd" or "fb" (forward–backward; needed for ``regularizer="l1"``)
+    method         "gd", "fb" (forward–backward; needed for ``regularizer="l1"``) or
+                   "langevin" (mean-field Langevin on the gradient step, or on
+                   forward–backward for ``l1``; noise from ``seed``)
+    temperature    τ0 ≥ 0 of ``langevin`` (required with it, refused otherwise)
+    schedule       ``langevin``'s annealing: "constant" (τ0), "log" (τ0 / log(e + t)) or
+                   "geometric" (τ0 · rate^t)
+    rate           the geometric schedule's rate, 0 < rate ≤ 1 (default 0.999)
     step           step size η (``null``: 1 / curvature at the initialization)
     iterations     number of steps
     n, n_test      training samples, fresh clean test samples
@@ -217,7 +223,10 @@ class CustomTeacherConfig(TaskConfig):
     m: PositiveInt
     seed: NonNegativeInt = 0
     data_seed: NonNegativeInt | None = None
-    method: Literal["gd", "fb"] = "gd"
+    method: Literal["gd", "fb", "langevin"] = "gd"
+    temperature: NonNegativeFloat | None = None
+    schedule: Literal["constant", "log", "geometric"] = "constant"
+    rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     step: PositiveFloat | None = None
     iterations: PositiveInt = 1000
     n: PositiveInt = 200
@@ -228,6 +237,44 @@ class CustomTeacherConfig(TaskConfig):
     regularizer: Literal["l2", "l1"] = "l2"
     noise: NonNegativeFloat = 0.0
     geometry: Literal["euclidean", "conic"] = "euclidean"
+
+    @model_validator(mode="after")
+    def _langevin_keys(self):
+        if self.method == "langevin" and self.temperature is None:
+            raise ValueError("method 'langevin' needs a temperature (τ0 >= 0)")
+        if self.method != "langevin" and (self.temperature is not None or self.schedule != "constant"
+                                          or self.rate is not None):
+            raise ValueError(f"temperature, schedule and rate are keys of method 'langevin', not {self.method!r}")
+        if self.rate is not None and self.schedule != "geometric":
+            raise ValueError(f"rate is the geometric schedule's; schedule is {self.schedule!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # The Langevin keys appear only in Langevin runs: the normalized configuration (and
+        # so the run id) of a gd / fb run is what it was before they existed.
+        out = handler(self)
+        if self.method != "langevin":
+            for key in ("temperature", "schedule", "rate"):
+                out.pop(key, None)
+        elif self.schedule != "geometric":
+            out.pop("rate", None)
+        elif out.get("rate") is None:
+            out["rate"] = 0.999
+        return out
+
+
+def _rule(config: dict, regularizer):
+    """The update rule of a ``custom_teacher`` configuration (a shortcut or a Langevin rule)."""
+    import measureflow as mf
+
+    if config["method"] != "langevin":
+        return config["method"]
+    base = mf.methods.ForwardBackward() if regularizer is not None and not regularizer.smooth else mf.methods.GradientStep()
+    schedule = {"constant": None, "log": mf.methods.log_schedule}.get(config["schedule"])
+    if config["schedule"] == "geometric":
+        schedule = mf.methods.geometric_schedule(config["rate"])
+    return mf.methods.Langevin(config["temperature"], base=base, schedule=schedule)
 
 
 def _tanh_unit(theta, x):
@@ -267,7 +314,9 @@ def custom_teacher(config: dict) -> tuple[dict, dict]:
     ``excess_loss`` F(μ) − F* with F* = 0 for the realizable case (λ = 0, no noise; ``null``
     otherwise, where F* is unknown), ``test_excess_risk`` ½ mean (f_μ − f*)² on fresh clean
     samples, ``step_used`` (η, chosen when ``step`` is null), ``iterations_run``,
-    ``wall_time`` (seconds in the solver, compilation included). Arrays: ``history``/``history_iterations`` (F along the run), ``positions``
+    ``wall_time`` (seconds in the solver, compilation included); for ``langevin`` also
+    ``temperature_final`` (τ at the last step), ``entropy`` (Kozachenko–Leonenko Ĥ of the
+    final particles) and ``entropic_objective`` (F − τ_final·Ĥ). Arrays: ``history``/``history_iterations`` (F along the run), ``positions``
     (m, 1 + d), ``teacher`` (m0, 1 + d).
     """
     import measureflow as mf
@@ -283,8 +332,10 @@ def custom_teacher(config: dict) -> tuple[dict, dict]:
     problem = mf.Problem(feature, loss="square", regularizer=regularizer, data=mf.data.Dataset(X, y))
     mu0 = mf.init.admissible(feature, config["m"], key=config["seed"])
     start = time.perf_counter()
-    result = mf.solve(problem, mu0, method=config["method"], step=config["step"],
-                      iterations=config["iterations"], geometry=config["geometry"], snapshots=0)
+    rule = _rule(config, regularizer)
+    noise = {"key": config["seed"]} if config["method"] == "langevin" else {}
+    result = mf.solve(problem, mu0, method=rule, step=config["step"], iterations=config["iterations"],
+                      geometry=config["geometry"], snapshots=0, **noise)
     wall = time.perf_counter() - start
     objective = float(result.objective)
     risk, f_student = _evaluate(problem, result.particles, X_test)
@@ -298,6 +349,9 @@ def custom_teacher(config: dict) -> tuple[dict, dict]:
         "iterations_run": int(result.iterations),
         "wall_time": wall,
     }
+    if config["method"] == "langevin":
+        ent = mf.diagnostics.entropic_objective(problem, result)
+        metrics.update(temperature_final=ent.temperature, entropy=ent.entropy, entropic_objective=ent.value)
     if not all(math.isfinite(v) for v in (objective, risk, metrics["test_excess_risk"])):
         raise mf.DivergenceError(f"non-finite final metrics {metrics}", iteration=config["iterations"],
                                  last_objective=objective)
