@@ -200,6 +200,10 @@ def default_particles(feature: Spikes) -> int:
     return min(per_axis ** feature.input_dim, 400)
 
 
+#: the Newton polish runs on supports of at most this many spikes
+_NEWTON_MAX = 48
+
+
 def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key: int = 0,
                flow_iterations: int = 200, max_iterations: int = 50, merge_radius: float | None = None,
                **certificate_options) -> DeconvolutionResult:
@@ -213,8 +217,8 @@ def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key
     4. repeat until certified or ``max_iterations`` certificates: slide (joint L-BFGS-B on
        amplitudes and positions, :func:`measureflow.sliding.slide`), merge spikes that slid
        together, Newton polish on the support, certificate (sup|η| by grid + Newton); if not
-       certified, insert a zero-amplitude spike at every local maximum of |η| above 1
-       (Frank–Wolfe insertions, the arg max first).
+       certified, insert a zero-amplitude spike at every local maximum of |η| above
+       max(1, sup|η|/2) (Frank–Wolfe insertions, the arg max among them).
 
     ``key`` seeds the init's offset; ``certificate_options`` go to
     :func:`~measureflow.certificates.certificate` (``grid``, ``newton_steps``).
@@ -255,8 +259,13 @@ def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key
         nu = _insert(nu, cert)
     for it in range(2, max_iterations + 1):
         nu = sliding.slide(data, nu)
+        for _ in range(20):  # L-BFGS-B alone until the support is small: Newton costs O(K³)
+            if len(nu) <= _NEWTON_MAX:
+                break
+            nu = sliding.slide(data, sliding.merge_prune(nu, 1e-2 * feat.resolution), maxiter=200)
         nu = sliding.merge_prune(nu, 1e-2 * feat.resolution)
-        nu = sliding.polish(data, nu)
+        if len(nu) <= _NEWTON_MAX:
+            nu = sliding.polish(data, nu)
         gap, cert = record(nu)
         if gap.relative <= tol:
             nu, gap = _tidy(problem, data, nu, gap, tol, feat.resolution, history, t0)
@@ -283,12 +292,13 @@ def _tidy(problem, data, nu, gap, tol, resolution, history, t0):
 
 def _insert(nu, cert, every: bool = True):
     """ν plus zero-amplitude spikes at the arg max of |η| and (``every``) at every other
-    local maximum of |η| above 1."""
+    local maximum of |η| above max(1, sup|η|/2)."""
     from .sliding import SignedMeasure
 
     new = [np.atleast_1d(cert.argmax)]
     if every and len(cert.maxima):
-        new += [t for t, v in zip(cert.maxima, cert.maxima_eta) if abs(v) > 1.0]
+        cut = max(1.0, 0.5 * cert.sup)  # the strong violations: weak maxima are side lobes
+        new += [t for t, v in zip(cert.maxima, cert.maxima_eta) if abs(v) > cut]
     T = np.unique(np.round(np.mod(np.array(new, dtype=float).reshape(len(new), -1), 1.0), 12), axis=0)
     if len(nu):  # not on top of an existing spike (the slide moves those)
         far = torus_distance(T[:, None, :], nu.positions[None, :, :]).min(axis=1) > 1e-9
