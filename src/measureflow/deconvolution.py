@@ -205,13 +205,13 @@ _NEWTON_MAX = 48
 
 
 def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key: int = 0,
-               flow_iterations: int = 200, max_iterations: int = 50, merge_radius: float | None = None,
+               flow_iterations: int | None = None, max_iterations: int = 50, merge_radius: float | None = None,
                **certificate_options) -> DeconvolutionResult:
     """Certified BLASSO: min_ν ½ Σ_j s_j (ψ*ν(x_j) − y_j)² + λ|ν|(T^d), to a relative
     duality gap ≤ ``tol``.
 
     1. λ ≥ λ_max = sup|Σ_j s_j y_j ψ(x_j − ·)|: the zero measure, certified (η = A*y/λ).
-    2. explore: ``flow_iterations`` forward–backward steps (``mf.solve(method="fb")``) from
+    2. explore: ``flow_iterations`` (default 200 in 1-D, 0 in 2-D) forward–backward steps (``mf.solve(method="fb")``) from
        the admissible init with ``m`` particles (default :func:`default_particles`);
     3. merge particles within ``merge_radius`` (default 0.25·resolution), prune zeros;
     4. repeat until certified or ``max_iterations`` certificates: slide (joint L-BFGS-B on
@@ -232,6 +232,8 @@ def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key
 
     data = sliding.problem_data(problem)
     tol = check_real("tol", tol, positive=True)
+    if flow_iterations is None:  # measured: the 2-D flow leaves hundreds of particles to slide
+        flow_iterations = 200 if problem.feature.input_dim == 1 else 0
     flow_iterations = check_int("flow_iterations", flow_iterations, minimum=0)
     max_iterations = check_int("max_iterations", max_iterations, minimum=1)
     feat = problem.feature
