@@ -23,10 +23,11 @@ from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
 from . import store  # noqa: E402  (results on disk: mf.store.Store)
 from .solvers import Result, default_step, run, solve, solve_batch  # noqa: E402
+from . import baselines, sliding  # noqa: E402  (certified BLASSO: issue 15)
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
-    "kernels", "certificates", "deconvolution",
+    "kernels", "certificates", "deconvolution", "baselines", "sliding",
     "Problem", "Particles", "Result", "solve", "solve_batch", "run", "default_step", "L1", "L2",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]
