@@ -92,6 +92,12 @@ def _store_with_tampered_arrays(tmp):
         return store.load_arrays("r1")
 
 
+def _npy(tmp, name, array):
+    path = Path(tmp) / name
+    np.save(path, array)
+    return path
+
+
 def _write(tmp, name, text):
     path = tmp / name
     path.write_text(text)
@@ -356,6 +362,24 @@ CASES = [
     Case("cli-animate-length", "cli", "animate --frames and --seconds together", lambda t: [
         "animate", str(t), "--frames", "10", "--seconds", "2"], None,
          r"^error: give the animation's length as frames or as seconds, not both$"),
+    Case("cli-deconvolve-nan", "cli", "deconvolve of a signal with a NaN sample", lambda t: [
+        "deconvolve", str(_npy(t, "nan.npy", np.r_[np.nan, np.zeros(49)])), "--cutoff", "12", "--lam", "0.1",
+        "--out", str(t / "o")], None, r"^error: the signal contains 1 NaN or inf"),
+    Case("cli-deconvolve-cutoff", "cli", "deconvolve with a cut-off too high for the samples", lambda t: [
+        "deconvolve", str(_npy(t, "y.npy", np.zeros(20))), "--cutoff", "12", "--lam", "0.1", "--out", str(t / "o")],
+        None, r"^error: axis 0 of the signal has N=20 samples: grid=20 cannot represent"),
+    Case("cli-deconvolve-lam", "cli", "deconvolve --lam 0", lambda t: [
+        "deconvolve", str(_npy(t, "y.npy", np.zeros(50))), "--cutoff", "12", "--lam", "0", "--out", str(t / "o")],
+        None, r"^error: lam"),
+    Case("cli-deconvolve-3d", "cli", "deconvolve of a 3-D array", lambda t: [
+        "deconvolve", str(_npy(t, "c.npy", np.zeros((4, 4, 4)))), "--cutoff", "1", "--lam", "0.1", "--out", str(t / "o")],
+        None, r"^error: the signal must be a 1-D vector or a 2-D image"),
+    Case("cli-deconvolve-empty", "cli", "deconvolve of an empty file", lambda t: [
+        "deconvolve", str(_write(t, "e.csv", "")), "--cutoff", "12", "--lam", "0.1", "--out", str(t / "o")],
+        None, r"^error: signal file .* is empty"),
+    Case("cli-deconvolve-kernel", "cli", "deconvolve --kernel sinc", lambda t: [
+        "deconvolve", str(_npy(t, "y.npy", np.zeros(50))), "--kernel", "sinc", "--cutoff", "12", "--lam", "0.1",
+        "--out", str(t / "o")], None, r"^error: --kernel='sinc' is not one of"),
     Case("cli-unknown-command", "cli", "unknown command", lambda t: ["bogus"], None, r"^error: No such command 'bogus'"),
 ]
 

@@ -115,8 +115,11 @@ def test_runs_table_uses_the_certified_or_exact_fstar(tiny):
     for seed, g in dec.groupby("seed"):
         met = cells[("deconvolution", 6)][0]
         i = met["seeds"].index(seed)
-        lower = max(met["flow_dual"][i], met["baseline_dual"][i])
+        lower = max(met["flow_dual"][i], met["baseline_dual"][i], met["fstar_dual"][i])
         np.testing.assert_allclose(g["fstar"], lower, rtol=1e-14)
+        # deconvolve certifies F* itself: the bracket is as narrow as its gap (relative ≤ 1e-8)
+        assert met["fstar_objective"][i] - met["fstar_dual"][i] <= 1e-8 * met["fstar_dual"][i]
+        assert (g["fstar_width"] <= 1e-8 * lower).all()
         np.testing.assert_allclose(g["excess"], g["objective"] - lower, rtol=1e-14)
         # weak duality: the bracket [max D, min F] is nonempty
         assert (g["fstar_width"] >= 0).all() and (g["excess"] >= 0).all()

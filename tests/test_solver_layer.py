@@ -251,8 +251,8 @@ LAYERS = [
     {"problem", "init"},
     {"methods"},
     {"solvers"},
-    {"certificates", "baselines", "deconvolution", "gradient_flow", "diagnostics"},
-    {"store", "plotting"},
+    {"certificates", "baselines", "deconvolution", "sliding", "gradient_flow", "diagnostics"},
+    {"store", "plotting", "signal_io"},
     {"experiments", "sklearn"},
     {"cli"},
 ]

@@ -25,11 +25,11 @@ from .problem import Problem  # noqa: E402
 from .regularizers import L1, L2  # noqa: E402
 from . import store  # noqa: E402  (results on disk: mf.store.Store)
 from .solvers import Result, SolverState, default_step, run, solve, solve_batch  # noqa: E402
-from . import diagnostics  # noqa: E402
+from . import diagnostics, sliding  # noqa: E402  (sliding: the certified BLASSO pieces)
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
-    "kernels", "methods", "solvers", "baselines", "certificates", "deconvolution",
+    "kernels", "methods", "solvers", "baselines", "certificates", "deconvolution", "sliding",
     "Problem", "Particles", "Result", "SolverState", "solve", "solve_batch", "run", "default_step", "L1", "L2",
     "flow", "FlowResult", "diagnostics",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",

@@ -132,6 +132,26 @@ def animate_command(
     typer.echo(f"wrote {len(paths)} GIFs: {', '.join(paths)}", err=True)
 
 
+# -- deconvolution of a user's signal (issue 15) --------------------------------------------
+
+@app.command("deconvolve")
+def deconvolve_command(
+    signal: str = typer.Argument(..., help="Samples on a uniform grid of the torus: .npy (1-D vector or 2-D "
+                                 "image) or .csv (one column, 'x,value' columns, or an image)."),
+    kernel: str = typer.Option("dirichlet", "--kernel", help="dirichlet (needs --cutoff) or gaussian (needs --sigma)."),
+    cutoff: int = typer.Option(None, "--cutoff", help="Cut-off frequency f_c of the Dirichlet kernel."),
+    sigma: float = typer.Option(None, "--sigma", help="Width σ of the periodized Gaussian kernel."),
+    lam: float = typer.Option(..., "--lam", help="Regularization λ > 0."),
+    out: str = typer.Option(..., "--out", help="Output directory (created if missing)."),
+    tol: float = typer.Option(1e-8, "--tol", help="Relative duality gap to certify."),
+):
+    """Certified BLASSO of SIGNAL: writes spikes.csv, certificate.json and deconvolution.png to --out."""
+    from .signal_io import deconvolve_signal
+
+    summary = deconvolve_signal(signal, kernel=kernel, cutoff=cutoff, sigma=sigma, lam=lam, out=out, tol=tol)
+    typer.echo(summary)
+
+
 def run():
     """Entry point: run the app, turning measureflow errors into one-line messages."""
     from .errors import MeasureflowError

@@ -1,0 +1,174 @@
+"""The certified BLASSO solver (deconvolve), its baselines (SFW, grid LASSO) and the
+`measureflow deconvolve` command, against closed forms and each other (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import measureflow as mf
+from measureflow import sliding
+from measureflow.baselines import grid_lasso, sliding_frank_wolfe
+from measureflow.deconvolution import blasso, deconvolve
+from measureflow.kernels import Dirichlet, Gaussian
+
+
+@pytest.mark.parametrize("kernel", [Dirichlet(6), Gaussian(0.05)])
+def test_single_spike_has_the_closed_form_solution_and_certificate(kernel):
+    a, t0, lam = 1.5, 0.3125, 0.05
+    sig = mf.data.SpikeSignal.from_spikes([t0], [a], kernel=kernel)
+    X = np.asarray(sig.X)[:, 0]
+    psi = np.asarray(kernel(X - t0))
+    S = np.mean(psi**2)                       # (1/N) Σ ψ(x_j − t0)²
+    b = a - lam * np.sign(a) / S
+    res = deconvolve(blasso(sig, lam), tol=1e-10)
+    assert res.status == "converged" and res.gap.relative <= 1e-10
+    assert len(res.spikes) == 1
+    np.testing.assert_allclose(res.spikes.positions[0, 0], t0, atol=1e-7)
+    np.testing.assert_allclose(res.spikes.amplitudes[0], b, rtol=1e-7)
+    # η = sign(a)·K(· − t0)/S, K(u) = (1/N) Σ_j ψ(x_j) ψ(x_j − u) the grid autocorrelation
+    t = np.linspace(0, 1, 37, endpoint=False)
+    K = np.array([np.mean(np.asarray(kernel(X - t0)) * np.asarray(kernel(X - t0 - u))) for u in t - t0])
+    eta = np.asarray(mf.certificates.eta_function(blasso(sig, lam), res.particles)(t[:, None]))
+    np.testing.assert_allclose(eta, np.sign(a) * K / S, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_deconvolve_sfw_and_grid_lasso_agree_on_the_optimum_within_their_brackets():
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.05, seed=4)
+    pr = blasso(sig, 0.05)
+    dec = deconvolve(pr)
+    sfw = sliding_frank_wolfe(pr)
+    grd = grid_lasso(pr, grid=1024, max_iterations=3000)
+    assert dec.certified and sfw.certified
+    for r in (dec, sfw, grd):  # every certificate: D ≤ F* ≤ F
+        assert r.gap.dual <= r.gap.objective + 1e-14
+    lower = max(r.gap.dual for r in (dec, sfw, grd))
+    upper = min(r.gap.objective for r in (dec, sfw, grd))
+    assert lower <= upper + 1e-13
+    assert abs(dec.gap.objective - sfw.gap.objective) <= dec.gap.gap + sfw.gap.gap + 1e-13
+    # the grid LASSO's F is above the certified F* (an off-grid optimum), its dual below
+    assert grd.gap.objective >= dec.gap.dual - 1e-13 and grd.gap.dual <= dec.gap.objective + 1e-13
+    assert grd.history.shape[1] == 3 and np.all(np.diff(dec.history[:, 0]) >= 0)
+
+
+def test_merge_and_prune_leave_the_objective_unchanged():
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.05, seed=1)
+    data = sliding.problem_data(blasso(sig, 0.1))
+    rng = np.random.default_rng(0)
+    t = rng.uniform(size=(4, 1))
+    a = np.array([1.0, -0.7, 0.4, 1.3])
+    # split spike 0 in three (same sign, same position), add zero-amplitude spikes
+    nu = sliding.SignedMeasure(np.concatenate([[0.2, 0.5, 0.3], a[1:], [0.0, 0.0]]),
+                               np.vstack([t[[0, 0, 0]], t[1:], rng.uniform(size=(2, 1))]))
+    ref = sliding.SignedMeasure(a, t)
+    merged = sliding.merge_prune(nu, radius=1e-9)
+    assert len(merged) == 4
+    np.testing.assert_allclose(sliding.objective(data, merged), sliding.objective(data, ref), rtol=1e-14)
+    np.testing.assert_allclose(sliding.objective(data, nu), sliding.objective(data, ref), rtol=1e-13)
+
+
+@pytest.mark.parametrize("dim", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_lambda_above_lambda_max_returns_the_certified_zero_measure(dim):
+    sig = mf.data.SpikeSignal(spikes=2, dim=dim, cutoff=6 if dim == 2 else 8, noise=0.02, seed=3)
+    lmax = sliding.lambda_max(blasso(sig, 1.0))
+    y, s = np.asarray(sig.y), np.asarray(sig.sample_weights)
+    X = np.asarray(sig.X)
+    t = np.linspace(0, 1, 64, endpoint=False)  # an independent lower bound on sup|A*y|
+    T = np.stack(np.meshgrid(*([t] * dim), indexing="ij"), -1).reshape(-1, dim)
+    psi = np.prod(np.asarray(sig.kernel(X[None, :, :] - T[:, None, :])), axis=-1)
+    assert np.max(np.abs(psi @ (s * y))) <= lmax * (1 + 1e-12)
+    res = deconvolve(blasso(sig, 1.01 * lmax))
+    assert res.status == "converged" and len(res.spikes) == 0
+    assert res.gap.sup_eta <= 1.0 and res.gap.relative <= 1e-12
+    np.testing.assert_allclose(res.gap.objective, 0.5 * np.sum(s * y**2), rtol=1e-12)
+    below = deconvolve(blasso(sig, 0.9 * lmax))
+    assert below.certified and len(below.spikes) >= 1
+
+
+@pytest.mark.slow
+def test_deconvolve_in_2d_recovers_and_certifies():
+    sig = mf.data.SpikeSignal(spikes=2, dim=2, cutoff=6, seed=2)
+    res = deconvolve(blasso(sig, 0.05))
+    assert res.certified and res.gap.relative <= 1e-8
+    err = mf.deconvolution.recovery_errors(res.spikes, sig.positions, sig.amplitudes)
+    assert err.missing == 0 and err.spurious == 0 and err.position < 1e-3
+
+
+def test_deconvolve_rejects_a_problem_that_is_not_a_blasso():
+    sig = mf.data.SpikeSignal(spikes=2, cutoff=8, seed=0)
+    with pytest.raises(mf.ValidationError, match="L1"):
+        deconvolve(mf.Problem(sig.feature, "square", None, sig))
+    with pytest.raises(mf.ValidationError, match="tol"):
+        deconvolve(blasso(sig, 0.1), tol=0)
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-c", "from measureflow.cli import run; run()", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_deconvolve_writes_spikes_certificate_and_figure(tmp_path):
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.01, seed=2)
+    np.savetxt(tmp_path / "y.csv", np.asarray(sig.y), delimiter=",")
+    out = tmp_path / "out"
+    r = _cli("deconvolve", str(tmp_path / "y.csv"), "--kernel", "dirichlet", "--cutoff", "8", "--lam", "0.05",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("converged") and len(r.stdout.strip().splitlines()) == 1
+    cert = json.loads((out / "certificate.json").read_text())
+    assert cert["status"] == "converged" and cert["relative_gap"] <= 1e-8 and cert["sup_eta"] < 1 + 1e-6
+    spikes = np.loadtxt(out / "spikes.csv", delimiter=",", skiprows=1, ndmin=2)
+    err = mf.deconvolution.recovery_errors(
+        mf.deconvolution.SpikeEstimate(spikes[:, :1], spikes[:, 1], np.ones(len(spikes), int)),
+        sig.positions, sig.amplitudes)
+    assert err.missing == 0 and err.position < 1e-2
+    assert (out / "deconvolution.png").stat().st_size > 0
+
+
+def _bad_files(tmp):
+    good = np.asarray(mf.data.SpikeSignal(spikes=2, cutoff=8, seed=0).y)
+    N = len(good)
+    files = {}
+    x = np.arange(N) / N
+    x[3] += 0.2 / N
+    np.savetxt(tmp / "nonuniform.csv", np.column_stack([x, good]), delimiter=",")
+    np.savetxt(tmp / "nonperiodic.csv", np.column_stack([np.linspace(0, 1, N), good]), delimiter=",")
+    bad = good.copy()
+    bad[2] = np.nan
+    np.save(tmp / "nan.npy", bad)
+    bad[2] = np.inf
+    np.save(tmp / "inf.npy", bad)
+    np.save(tmp / "good.npy", good)
+    np.save(tmp / "cube.npy", np.zeros((4, 4, 4)))
+    (tmp / "empty.csv").write_text("")
+    for name in ("nonuniform.csv", "nonperiodic.csv", "nan.npy", "inf.npy", "good.npy", "cube.npy", "empty.csv"):
+        files[name] = str(tmp / name)
+    return files
+
+
+@pytest.mark.parametrize("case,args,match", [
+    ("nonuniform", ["nonuniform.csv", "--cutoff", "8", "--lam", "0.1"], "uniform periodic grid"),
+    ("nonperiodic", ["nonperiodic.csv", "--cutoff", "8", "--lam", "0.1"], "uniform periodic grid"),
+    ("nan", ["nan.npy", "--cutoff", "8", "--lam", "0.1"], "NaN or inf"),
+    ("inf", ["inf.npy", "--cutoff", "8", "--lam", "0.1"], "NaN or inf"),
+    ("cutoff", ["good.npy", "--cutoff", "40", "--lam", "0.1"], "cannot represent"),
+    ("lam0", ["good.npy", "--cutoff", "8", "--lam", "0"], "lam"),
+    ("lamneg", ["good.npy", "--cutoff", "8", "--lam", "-1"], "lam"),
+    ("3d", ["cube.npy", "--cutoff", "1", "--lam", "0.1"], "1-D vector or a 2-D image"),
+    ("empty", ["empty.csv", "--cutoff", "8", "--lam", "0.1"], "empty"),
+    ("kernel", ["good.npy", "--kernel", "sinc", "--cutoff", "8", "--lam", "0.1"], "not one of"),
+])
+def test_cli_deconvolve_bad_input_is_one_line_and_exit_2(tmp_path, case, args, match):
+    files = _bad_files(tmp_path)
+    r = _cli("deconvolve", files[args[0]], *args[1:], "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and match in lines[0], r.stderr
