@@ -179,9 +179,10 @@ class _MeanFieldNetwork(BaseEstimator):
     def _seed(self) -> int:
         # an int random_state is the seed itself (so a fit equals mf.solve with key=seed);
         # None or a RandomState draws one
+        rng = check_random_state(self.random_state)  # refuses what scikit-learn refuses (e.g. -1)
         if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
-            return int(self.random_state) % (2**32)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            return int(self.random_state)
+        return int(rng.randint(np.iinfo(np.int32).max))
 
     def _solve(self, p, feature, X, y, previous: Result | None, seed: int) -> Result:
         """One particle system: a new run from the admissible init, or ``previous`` continued."""
@@ -209,11 +210,6 @@ class _MeanFieldNetwork(BaseEstimator):
         P, w = particles.positions, particles.weights
         B = block_size(P.shape[0], X.shape[0]) or X.shape[0]
         return np.concatenate([np.asarray(w @ self.feature_.matrix(P, X[i:i + B])) for i in range(0, X.shape[0], B)])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
 
 
 def _summaries(results):
