@@ -55,7 +55,7 @@ HISTORY_EVERY = 10
 @dataclasses.dataclass(frozen=True)
 class Tanh(Unit):
     """φ(θ, x) = a · tanh(w·x + b); partially 1-homogeneous in a (the admissible init puts
-    a = 0). A module-level class so that fitted estimators pickle."""
+    a = 0). A module-level class, so that fitted estimators serialize (by reference to it)."""
 
     @property
     def homogeneity(self) -> Homogeneity:
