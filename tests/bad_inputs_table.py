@@ -13,6 +13,7 @@ matching ``match``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import dataclasses
 import io
 import json
@@ -327,6 +328,17 @@ CASES = [
     Case("spec-import", "config", "imports of a missing module", lambda t: expand(
         {"task": "custom_teacher", "imports": ["no_such_module_xyz"], "base": {"m": 4}}), VE,
          r"imports: cannot import 'no_such_module_xyz'"),
+] + ([] if importlib.util.find_spec("sklearn") is None else [
+    # -- measureflow.sklearn (the optional 'sklearn' extra; NaN and shapes: scikit-learn's own validators)
+    Case("sklearn-n-units", "api", "MeanFieldRegressor(n_units=0)", lambda t: _sk().MeanFieldRegressor(n_units=0).fit(X, y),
+         VE, r"^The 'n_units' parameter of MeanFieldRegressor must be an int in the range \[1, inf\)\. Got 0 instead\.$"),
+    Case("sklearn-max-iter", "api", "MeanFieldClassifier(max_iter=0)", lambda t: _sk().MeanFieldClassifier(max_iter=0).fit(X, y > 0),
+         VE, r"^The 'max_iter' parameter of MeanFieldClassifier must be an int in the range \[1, inf\)\. Got 0 instead\.$"),
+    Case("sklearn-string-y", "api", "string targets for MeanFieldRegressor", lambda t: _sk().MeanFieldRegressor().fit(X, ["a", "b"] * 10),
+         VE, r"MeanFieldRegressor needs numeric targets y, got values of dtype <U1 \(a binary target\); for labels use MeanFieldClassifier"),
+    Case("sklearn-one-class", "api", "one class for MeanFieldClassifier", lambda t: _sk().MeanFieldClassifier().fit(X, np.ones(20)),
+         VE, r"MeanFieldClassifier needs at least 2 classes in y, got 1 class: 1\.0"),
+]) + [
     # -- the command line -----------------------------------------------------------------
     Case("cli-missing-spec", "cli", "sweep spec that does not exist", lambda t: ["sweep", str(t / "nope.yaml"), "--out", str(t / "o")],
          None, r"^error: sweep spec .*nope.yaml does not exist$"),
@@ -391,6 +403,13 @@ def _foreign_store(tmp):
         db.execute("CREATE TABLE IF NOT EXISTS people (name TEXT)")
         db.commit()
     return d
+
+
+
+def _sk():
+    import measureflow.sklearn
+
+    return measureflow.sklearn
 
 
 # -- running the cases -----------------------------------------------------------------------
