@@ -34,6 +34,7 @@ SMOKE = {
     "relu_flow": (["--tiny"], []),
     "relu_hessian": (["--tiny"], []),
     "wfr_convergence": (["--iterations", "30"], ["wfr_convergence.png", "wfr_convergence.csv"]),
+    "langevin": (["--m", "20", "--iterations", "30"], []),
 }
 
 
