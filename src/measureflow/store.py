@@ -33,6 +33,7 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -159,7 +160,8 @@ class Store:
         exists = self.db_path.exists() and self.db_path.stat().st_size > 0
         if not exists and not create:
             raise StoreError(f"no results store in {self.directory} (expected {self.db_path})")
-        if exists:
+        self._key = os.path.realpath(self.db_path)
+        if exists and not _opened(self._key, 0):
             _check_header(self.db_path)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -183,6 +185,8 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        _opened(self._key, +1)
+        self._closed = False
 
     # -- opening -----------------------------------------------------------------------
     def _create(self):
@@ -250,7 +254,10 @@ class Store:
             raise
 
     def close(self):
-        self._db.close()
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+            _opened(self._key, -1)
 
     def __enter__(self):
         return self
@@ -559,6 +566,24 @@ def _atomic_write(target: Path, write) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_OPEN_DBS: dict = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _opened(key: str, change: int) -> int:
+    """How many Stores of this process have the database ``key`` open (after adding
+    ``change``). While one has, the file must not be opened outside SQLite: closing any
+    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included,
+    and another process could then checkpoint and delete the WAL under us."""
+    with _OPEN_LOCK:
+        n = _OPEN_DBS.get(key, 0) + change
+        if n > 0:
+            _OPEN_DBS[key] = n
+        else:
+            _OPEN_DBS.pop(key, None)
+        return n
 
 
 def _check_header(path: Path) -> None:
