@@ -294,6 +294,18 @@ def test_a_huge_grid_is_refused_before_any_work(tmp_path, monkeypatch):
         run_sweep(spec, tmp_path / "out", workers=0, progress=False, max_runs=0)
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"lease_s": 0}, "lease_s=0 must be a positive number"),
+    ({"lease_s": float("inf")}, "lease_s=inf must be a positive number"),
+    ({"max_in_flight": 0}, "max_in_flight=0 is invalid"),
+    ({"max_runs": 2.5}, "max_runs must be an integer"),
+])
+def test_client_arguments_are_checked(tmp_path, kw, message):
+    with pytest.raises(mf.MeasureflowError, match=message):
+        run_sweep(_spec(tmp_path, 2), tmp_path / "out", workers=0, progress=False, **kw)
+    assert not (tmp_path / "out").exists()
+
+
 def test_max_runs_raises_the_limit(tmp_path):
     spec = _spec(tmp_path, 12)
     with pytest.raises(mf.ValidationError, match="12 runs, more than max_runs=11"):

@@ -239,9 +239,15 @@ class Store:
 
     def _add_leases(self):
         """Migration within schema version 1: a store written before leases existed gets
-        the (empty) table; its runs are untouched."""
+        the (empty) table; its runs are untouched. A store this process may not write
+        stays as it is (readable; claims need the table)."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                return
+            raise
         try:
             for stmt in filter(str.strip, _LEASES_SCHEMA.split(";")):
                 db.execute(stmt)
