@@ -27,12 +27,60 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import ValidationError
+from .params import parse
 from .tables import read_table, write_table
 
 NAME = "mean_field_limit"
 TITLE = "Many-particle limit"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Sizes(_Strict):
+    """The particle counts ``particles`` (≥ 2 distinct: a slope is fitted), ``draws`` runs
+    of each, a reference of ``reference`` particles, compared every ``segment`` iterations
+    for ``segments`` segments."""
+
+    particles: list[PositiveInt] = Field(min_length=2)
+    reference: PositiveInt
+    draws: PositiveInt
+    segment: PositiveInt
+    segments: PositiveInt
+
+    @model_validator(mode="after")
+    def _reference_is_largest(self):
+        if len(set(self.particles)) < 2:
+            raise ValueError(f"particles={self.particles} needs at least two distinct sizes to fit a rate")
+        if max(self.particles) >= self.reference:
+            raise ValueError(f"reference={self.reference} must exceed every m in particles={self.particles}")
+        return self
+
+
+class NetworkProblem(_Sizes):
+    """GD on a ReLU teacher–student training set (d = 1 with a bias)."""
+
+    teacher_units: PositiveInt
+    train_size: PositiveInt
+
+
+class DeconvolutionProblem(_Sizes):
+    """Forward–backward on BLASSO with weight ``lam`` for a signal of ``spikes`` spikes."""
+
+    spikes: PositiveInt
+    cutoff: PositiveInt
+    lam: PositiveFloat
+
+
+class Params(_Strict):
+    """One preset entry of the many-particle-limit experiment: one set per problem."""
+
+    network: NetworkProblem
+    deconvolution: DeconvolutionProblem
 
 PRESETS = {
     "test": {
@@ -212,9 +260,10 @@ def fit_rates(distances: pd.DataFrame) -> pd.DataFrame:
 
 def run(out_dir: pathlib.Path, params: dict, seed: int, progress) -> None:
     """Run both problems' flows for every m and write the distance and rate tables."""
+    checked = parse(Params, params, NAME)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = [run_problem(name, params[name], seed, progress) for name in PROBLEMS]
+    tables = [run_problem(name, getattr(checked, name).model_dump(), seed, progress) for name in PROBLEMS]
     distances = pd.concat([t[0] for t in tables], ignore_index=True)
     write_table(out_dir, "distances", distances)
     write_table(out_dir, "setup", pd.concat([t[1] for t in tables], ignore_index=True))
