@@ -382,10 +382,8 @@ def plot_deconvolution(out_dir: pathlib.Path) -> list[pathlib.Path]:
                 tolerance=tol)
     ax.set_xlabel("position t")
     ax.set_ylabel("amplitude r/m")
-    ax.set_title(f"Forward–backward paths of m = {m} particles, {len(truth)} true spikes")
     share = _share_text(met[("deconvolution", "aligned_fraction")], f"{tol:.3g} of a true spike of its sign")
-    ax.text(0.01, 0.02, share, transform=ax.transAxes, fontsize=9, va="bottom",
-            bbox={"facecolor": "w", "alpha": 0.8, "edgecolor": "0.7"})
+    ax.set_title(f"Forward–backward paths of m = {m} particles, {len(truth)} true spikes\n{share}", fontsize=10)
     ax.legend(fontsize=7, loc="upper right")
     history_axis(axes[1, 1], hist["iteration"], hist["objective"], "objective F(μ)")
     axes[1, 1].set_title("Objective")
@@ -433,10 +431,8 @@ def plot_network(out_dir: pathlib.Path, run: str) -> list[pathlib.Path]:
     degrees = met[(run, "aligned_degrees")]
     ray_mass_panel(axes[1], T, rays["teacher_mass"].to_numpy(), rays["student_mass"].to_numpy(), S[-1],
                    degrees=degrees)
-    axes[1].set_title(f"Mass on each teacher ray at the end (within {degrees:g}°)", fontsize=10)
-    axes[1].text(0.02, 0.02, _share_text(met[(run, "aligned_fraction")], f"{degrees:g}° of a teacher unit"),
-                 transform=axes[1].transAxes, fontsize=9, va="bottom",
-                 bbox={"facecolor": "w", "alpha": 0.8, "edgecolor": "0.7"})
+    share = _share_text(met[(run, "aligned_fraction")], f"{degrees:g}° of a teacher unit of its sign")
+    axes[1].set_title(f"Mass on each teacher ray at the end\n{share}", fontsize=10)
     history_axis(axes[2], hist["iteration"], hist["objective"], "population risk (exact)")
     axes[2].set_title(f"Objective (final excess {met[(run, 'final_excess')]:.1e})", fontsize=10)
     return save_figure(fig, out_dir, run)
