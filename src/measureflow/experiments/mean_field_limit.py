@@ -99,7 +99,7 @@ PRESETS = {
                           "draws": 3, "segment": 50, "segments": 2},
     },
     "paper": {
-        "network": {"teacher_units": 3, "train_size": 1000, "particles": [16, 32, 64, 128, 256],
+        "network": {"teacher_units": 3, "train_size": 500, "particles": [16, 32, 64, 128, 256],
                     "reference": 4096, "draws": 5, "segment": 100, "segments": 3},
         "deconvolution": {"spikes": 3, "cutoff": 8, "lam": 1.0, "particles": [16, 32, 64, 128, 256],
                           "reference": 4096, "draws": 5, "segment": 50, "segments": 3},
@@ -212,6 +212,19 @@ def flow_snapshots(problem, inits: list, method: str, step: float, segment: int,
     return [np.stack(s) for s in snaps]
 
 
+def initial_sets(feature, m: int, draws: int, keys) -> list:
+    """``draws`` independent admissible particle sets of m particles (masses 1/m). For the
+    i.i.d. law of a fully homogeneous feature (uniform on the sphere) one draw of m·draws
+    particles is split in ``draws`` sets — the same law, one sampling call instead of
+    ``draws``; otherwise (a shifted grid) one call per set with ``keys[d]``."""
+    import measureflow as mf
+
+    if feature.homogeneity.kind == "full":
+        P = np.asarray(mf.init.admissible(feature, m * draws, key=keys[0]).positions)
+        return [mf.Particles(P[d * m:(d + 1) * m]) for d in range(draws)]
+    return [mf.init.admissible(feature, m, key=keys[d]) for d in range(draws)]
+
+
 def size_groups(sizes: list[int], ratio: float = 2.0) -> list[list[int]]:
     """Indices of ``sizes`` grouped for batching, from the largest m down: a size joins the
     current group while padding every run of the group to its largest m costs at most
@@ -238,8 +251,8 @@ def run_problem(name: str, p: dict, seed: int, progress) -> tuple[pd.DataFrame, 
     keys = _keys(seed, len(sizes) * p["draws"] + 1)
     reference0 = mf.init.admissible(problem.feature, p["reference"], key=keys[-1])
     step = mf.default_step(problem, reference0, method=method)  # one η for every m
-    inits = [mf.init.admissible(problem.feature, m, key=keys[j * p["draws"] + d])
-             for j, m in enumerate(sizes) for d in range(p["draws"])]
+    inits = [mu for j, m in enumerate(sizes)
+             for mu in initial_sets(problem.feature, m, p["draws"], keys[j * p["draws"]:(j + 1) * p["draws"]])]
     groups = size_groups(sizes)
     steps = 2 + len(groups)
     progress(f"{NAME}: {name} flows (M = {p['reference']})", 0, steps)
