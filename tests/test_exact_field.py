@@ -62,3 +62,7 @@ def test_batched_sgd_on_a_sampler_equals_single_runs():
         np.testing.assert_allclose(batched[b].history, single.history, rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(batched[b].trajectory, single.trajectory)
         np.testing.assert_array_equal(batched[b].history_iterations, single.history_iterations)
+    # a batched Result continues as a single run, as a single one does
+    more = mf.solve(problems[0], batched[0], iterations=40)
+    again = mf.solve(problems[0], mf.solve(problems[0], inits[0], key=0, **kw), iterations=40)
+    np.testing.assert_array_equal(more.particles.positions, again.particles.positions)

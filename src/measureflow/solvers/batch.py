@@ -159,10 +159,11 @@ def solve_batch(problems, particles, method="gd", step=None, iterations: int = 1
                         jnp.asarray(tol if tol is not None else -1.0, dtype))
     states, recs = _run_many_jit(problems_in, states, recs, controls, config, shared)
     states, recs = jax.tree_util.tree_map(np.asarray, (states, recs))
+    single = dataclasses.replace(config, batch_axis=None)  # each Result continues as a single run
     results = []
     for b, pa in enumerate(particles):
         st, rc = jax.tree_util.tree_map(lambda a: a[b], (states, recs))
-        res = to_result(st, rc, rule, config)
+        res = to_result(st, rc, rule, single)
         m = pa.m
         st = dataclasses.replace(res.state, particles=Particles.unchecked(st.particles.positions[:m],
                                                                            st.particles.weights[:m]))
