@@ -241,6 +241,22 @@ def test_batched_cell_equals_one_by_one(tiny):
     np.testing.assert_allclose(one["baseline_objective"], met["baseline_objective"], rtol=1e-12)
 
 
+def test_padded_cell_and_continued_runs_equal_the_plain_batch(tiny):
+    """Massless padding (cells sharing a compilation) changes neither the flow nor its stop;
+    nor does stopping the batch early and continuing the unfinished runs one by one."""
+    _, cells = tiny
+    met, arr = cells[("deconvolution", 6)]
+    padded, parr = ex.run_cell("deconvolution", 6, [0, 1], {**DECONV, "pad_buckets": [4, 9], "certify": False,
+                                                            "batch_iterations": 60})
+    assert met["flow_status"] == ["max_iterations"] * 2  # the fixture's runs go to their cap (150): all continued
+    assert padded["particles_run"] == 9 and met["particles_run"] == 6
+    assert padded["flow_status"] == met["flow_status"] and padded["flow_iterations"] == met["flow_iterations"]
+    np.testing.assert_allclose(padded["flow_step"], met["flow_step"], rtol=1e-12)
+    np.testing.assert_allclose(padded["flow_objective"], met["flow_objective"], rtol=1e-10)
+    np.testing.assert_allclose(parr["flow_positions"], arr["flow_positions"], atol=1e-10)
+    assert ex.cells.padded_size(10, [4, 9]) == 10 and ex.cells.padded_size(3, [4, 9]) == 4
+
+
 def test_rerun_skips_finished_cells_and_runs_only_new_ones(tiny, tmp_path, monkeypatch):
     out, cells = tiny
     copy = tmp_path / "copy"

@@ -54,7 +54,10 @@ class _Cell(TaskConfig):
     """Keys shared by every cell: ``iterations`` the cap, ``tol`` the stop rule of
     ``mf.solve`` (relative stationarity; ``None``: run the cap), ``history_every`` (also
     how often ``tol`` is checked; default ``iterations // 200``), ``step`` (``None``: the
-    default step), ``step_scale`` (a factor on the default step)."""
+    default step), ``step_scale`` (a factor on the default step), ``batch_iterations``
+    (the batch's own cap: the runs still going after it continue one by one, each from its
+    state with ``mf.solve`` — bit for bit the same run — so that a few slow runs do not keep
+    the whole vmapped batch stepping)."""
 
     m: PositiveInt
     seeds: Seeds
@@ -63,28 +66,33 @@ class _Cell(TaskConfig):
     history_every: PositiveInt | None = None
     step: PositiveFloat | None = None
     step_scale: PositiveFloat = 1.0
+    batch_iterations: PositiveInt | None = None
     batched: bool = True
 
 
 class DeconvolutionCell(_Cell):
-    """``spikes`` m0, Dirichlet ``cutoff`` f_c, ``lam`` λ, ``noise`` σ; ``pad_to``: run the
-    flow on this many particles, the extra ones massless (they change neither F nor the
-    others' flow), so cells of nearby m share one compilation; ``certify``: also the duality
-    gap of every run (costly for 100 seeds)."""
+    """``spikes`` m0, Dirichlet ``cutoff`` f_c, ``lam`` λ, ``noise`` σ; ``pad_buckets``: run
+    the flow on the smallest bucket ≥ m particles, the extra ones massless copies (they
+    change neither F nor, by the mean-field invariance, the others' flow), so the cells of a
+    bucket share one compilation; ``certify``: also the duality gap of every run (costly
+    for 100 seeds)."""
 
     problem: Literal["deconvolution"]
     spikes: PositiveInt = 4
     cutoff: PositiveInt = 10
     lam: PositiveFloat = 0.5
     noise: NonNegativeFloat = 0.0
-    pad_to: PositiveInt | None = None
+    pad_buckets: list[PositiveInt] | None = None
     certify: bool = True
 
 
 class NetworkCell(_Cell):
     """A teacher–student cell: ``input_dim`` d, ``teacher_units`` m0, ``teacher_scale``
     radius of the teacher's (w*, b*), ``teacher_signs`` of its output weights ("random" ±1
-    or "positive" +1), ``bias`` (default: ReLU without, sigmoid with); ``training``
+    or "positive" +1) and ``output_scale`` their size, ``batch_draws`` how SGD's fresh
+    Gaussians are drawn (the last two are TeacherStudent options of issue 16's network
+    work; their defaults build the sampler without them), ``bias`` (default: ReLU
+    without, sigmoid with); ``training``
     "dataset" (n samples) or "population"; ``method`` "gd" (with ``batch_size``: SGD on
     fresh samples) or "wfr"; ``geometry``; ``init_radius`` (the sphere of μ0 for ReLU),
     ``init_scale`` (μ0's (w, b) ~ N(0, init_scale² I) for sigmoid: the admissible draw
@@ -98,6 +106,8 @@ class NetworkCell(_Cell):
     n: PositiveInt = 500
     teacher_scale: PositiveFloat = 1.0
     teacher_signs: Literal["random", "positive"] = "random"
+    output_scale: PositiveFloat = 1.0
+    batch_draws: Literal["exact", "float32"] = "exact"
     bias: bool | None = None
     training: Literal["dataset", "population"] = "dataset"
     method: Literal["gd", "wfr"] = "gd"
@@ -164,12 +174,13 @@ def teacher_student(cfg: dict, seed: int):
 
     relu = cfg["problem"] == "relu"
     bias = (not relu) if cfg["bias"] is None else cfg["bias"]
+    extra = {k: cfg[k] for k, default in (("output_scale", 1.0), ("batch_draws", "exact")) if cfg[k] != default}
     ts = mf.data.TeacherStudent(cfg["input_dim"], cfg["teacher_units"], "relu" if relu else "sigmoid", bias=bias,
-                                seed=seed, teacher_scale=cfg["teacher_scale"], eval_size=cfg["eval_size"])
+                                seed=seed, teacher_scale=cfg["teacher_scale"], eval_size=cfg["eval_size"], **extra)
     if cfg["teacher_signs"] == "positive":
         teacher = np.array(ts.teacher)
-        teacher[:, -1] = 1.0
-        ts = copy.copy(ts)  # same sampler, teacher output weights +1 (a leaf: no recompilation)
+        teacher[:, -1] = np.abs(teacher[:, -1])
+        ts = copy.copy(ts)  # same sampler, teacher output weights positive (a leaf: no recompilation)
         object.__setattr__(ts, "params", jnp.asarray(teacher))
     return ts
 
@@ -260,6 +271,12 @@ def _exact_population_baseline(problem, ts, mu0):
     return out, float(_objective(problem, out)), float(np.abs(G @ b - g).max())
 
 
+def padded_size(m: int, buckets) -> int:
+    """The smallest bucket ≥ m (m itself without buckets or above them all)."""
+    above = [b for b in (buckets or ()) if b >= m]
+    return min(above) if above else m
+
+
 def _pad(mu0, size: int):
     """μ0 with ``size`` − m extra massless copies of its first particle."""
     import measureflow as mf
@@ -306,7 +323,17 @@ def _flow(cfg, problems, inits):
                 for pr, mu0 in zip(problems, inits)]
     keys = list(cfg["seeds"])
     if cfg["batched"]:
-        return mf.solve_batch(problems, inits, step=step, keys=keys, snapshots=0, **kw)
+        first = min(T, cfg["batch_iterations"] or T)
+        out = mf.solve_batch(problems, inits, step=step, keys=keys, snapshots=0, **{**kw, "iterations": first})
+        if first < T:
+            cont = {k: v for k, v in kw.items() if k in ("tol", "batch_size")}
+            for b, r in enumerate(out):
+                if r.status == "max_iterations":
+                    try:
+                        out[b] = mf.solve(problems[b], r, iterations=T - first, **cont)
+                    except mf.DivergenceError as err:
+                        out[b] = err.result
+        return out
     out = []
     for b, (pr, mu0) in enumerate(zip(problems, inits)):
         st = step[b] if isinstance(step, list) else step
@@ -358,7 +385,7 @@ def compute(cfg: dict) -> tuple[dict, dict]:
     built = [build_problem(cfg, s) for s in seeds]
     problems = [b[0] for b in built]
     inits = [initial_particles(pr, cfg, s) for pr, s in zip(problems, seeds)]
-    size = cfg["pad_to"] if deconv and cfg["pad_to"] and cfg["pad_to"] > m else m
+    size = padded_size(m, cfg["pad_buckets"] if deconv else None)
     runs_from = [_pad(mu0, size) for mu0 in inits] if size > m else inits
 
     c0 = count_compilations()
