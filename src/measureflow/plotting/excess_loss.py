@@ -69,12 +69,12 @@ def draw_excess_loss(ax, summary: pd.DataFrame, runs: pd.DataFrame, *, title: st
     ax.axvline(m0, color="0.3", ls="--", lw=0.9)
     ax.text(m0, 1.0, " m0", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="0.3")
     ax.set_xscale("log")
-    ax.set_xticks(ms, [str(int(m)) for m in ms], fontsize=7)
+    ax.set_xticks(ms, [str(int(m)) for m in ms], fontsize=6, rotation=90 if len(ms) > 10 else 0)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
     ax.set_xlabel("number of particles m")
     ax.set_ylabel(r"$(F(\mu) - F^*)\,/\,F(\mu_0)$ at convergence")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.legend(fontsize=6, loc="center right", framealpha=0.8)  # the curves start top left, end top or bottom right
     ax.grid(True, which="major", alpha=0.3)
     return ax

@@ -18,11 +18,14 @@ Settings of the ``paper`` preset (and why):
   grid of m positions with 3× the default step (3× fewer iterations, measured, same
   excess), ``tol`` = 1e-14 (the excess at the stop fell about 10× per 100× of tol:
   1e-10 → ~3e-6, 1e-14 → ~2e-8 relative at m = 20), one ``solve_batch`` per m for the
-  first 1500 iterations (5× the median run), the rest one by one; the cells padded to 5
+  first 5000 iterations (above the slowest run for m ≥ 20), the rest one by one; the cells padded to 5
   sizes share 5 compilations; F* certified once per signal by ``deconvolve`` (relative
   gap 1e-8).
-- relu, sigmoid: d = 100, m0 = 20 teacher units, 5 runs per m (recipe: the network
-  preset entries, from the network findings of issue 16).
+- relu, sigmoid: d = 100, m0 = 20 teacher units, 5 runs per m; ReLU (no bias) by GD on
+  the exact population loss, sigmoid (with bias) by SGD on fresh samples; the recipe and
+  its reasons are beside the presets below. The sigmoid entry uses the TeacherStudent
+  options ``output_scale`` and ``batch_draws`` of the network work of issue 16: without
+  them its cells fail with a one-line error naming the options.
 
 Execution: each cell (problem, m) is a run of the sweep task ``excess_loss.cell`` and
 each chunk of deconvolution signals one of ``excess_loss.fstar``, stored in
@@ -76,7 +79,7 @@ def _entry_model(cell_model, name: str):
     """A preset entry of one problem: the cell's keys, with ``m`` a list of particle counts
     and ``seeds`` (optional) the runs per m of this problem."""
     fields = {k: (f.annotation, f) for k, f in cell_model.model_fields.items()
-              if k not in ("problem", "m", "seeds", "batched")}
+              if k not in ("problem", "m", "seeds")}
     return create_model(name, __base__=_Entry, __doc__=cell_model.__doc__,
                         m=(Annotated[list[PositiveInt], Field(min_length=1)], ...),
                         seeds=(PositiveInt | None, None), **fields)
@@ -128,11 +131,26 @@ _SIGMOID = {"input_dim": 5, "teacher_units": 4, "n": 500, "teacher_scale": 3.0, 
 PAPER_M_DECONVOLUTION = [1, 2, 3, 4, 5, 6, 7, 9, 11, 14, 17, 20, 25, 30, 37, 45, 55, 67, 82]
 PAPER_M_NETWORKS = [3, 4, 5, 7, 10, 13, 18, 25, 33, 45, 61, 82, 110, 148, 199]
 _PAPER_DECONVOLUTION = {"spikes": 5, "cutoff": 15, "lam": 1.0, "noise": 0.0, "seeds": 100,
-                        "iterations": 20_000, "batch_iterations": 1500, "tol": 1e-14, "step_scale": 3.0,
+                        "iterations": 20_000, "batch_iterations": 5000, "tol": 1e-14, "step_scale": 3.0,
                         "history_every": 50,
                         "pad_buckets": [7, 20, 37, 55, 82], "certify": False}
-_PAPER_NETWORK = {"input_dim": 100, "teacher_units": 20, "teacher_scale": 1.0, "teacher_signs": "random",
-                  "training": "population", "seeds": 5}
+_PAPER_NETWORK = {"input_dim": 100, "teacher_units": 20, "teacher_signs": "random", "training": "population",
+                  "seeds": 5}
+# The network recipe (measured by the network work of issue 16, /work/briefs/findings-networks.md):
+# - ReLU: no bias, teacher (w*) on the unit sphere, a* = ±1; GD on the exact population loss
+#   with the default step (halved on increase), μ0 uniform on the unit sphere; tol 1e-9 on the
+#   relative stationarity (m ≥ 61 stop near excess ~2e-6 instead of running to the cap).
+# - sigmoid: with bias, (w*, b*) on the sphere of radius 6 (clearly non-linear units on
+#   x ~ N(0, I)), a* = ±3 (balances the curvatures of weight and position coordinates, so one
+#   step serves both; relative excess is scale free); μ0's (w, b) ~ N(0, 0.3² I) (unsaturated
+#   units); SGD, step 5, fresh batches of 256 (Gaussians drawn in float32, cast), tol 1e-5, cap
+#   10⁴; one solve per seed (batched SGD pays a held-out pass at every step under vmap);
+#   history every 500 steps on 10⁴ held-out samples; excess held out on 10⁵ fresh samples.
+_PAPER_RELU = {**_PAPER_NETWORK, "teacher_scale": 1.0, "iterations": 20_000, "tol": 1e-9, "history_every": 100}
+_PAPER_SIGMOID = {**_PAPER_NETWORK, "teacher_scale": 6.0, "output_scale": 3.0, "batch_draws": "float32",
+                  "bias": True, "init_scale": 0.3, "step": 5.0, "batch_size": 256, "iterations": 10_000,
+                  "tol": 1e-5, "history_every": 500, "eval_size": 10_000, "test_size": 100_000,
+                  "baseline_n": 20_000, "batched": False}
 
 PRESETS = {
     "test": {
@@ -160,9 +178,8 @@ PRESETS = {
         "seeds": 5, "workers": 0,
         "problems": {
             "deconvolution": {**_PAPER_DECONVOLUTION, "m": PAPER_M_DECONVOLUTION},
-            "relu": {**_PAPER_NETWORK, "m": PAPER_M_NETWORKS, "iterations": 20_000, "tol": 1e-10},
-            "sigmoid": {**_PAPER_NETWORK, "m": PAPER_M_NETWORKS, "iterations": 20_000, "batch_size": 256,
-                        "step": 1.0},
+            "relu": {**_PAPER_RELU, "m": PAPER_M_NETWORKS},
+            "sigmoid": {**_PAPER_SIGMOID, "m": PAPER_M_NETWORKS},
         },
     },
 }
@@ -185,7 +202,7 @@ def _spec(cells_: list[tuple[str, int]], seeds: dict[str, list[int]], entries: d
     for name in dict.fromkeys(c[0] for c in cells_):
         e = {k: [v] for k, v in entries[name].items() if k != "m"}
         grid.append({"problem": [name], "m": [m for n, m in cells_ if n == name], "seeds": [seeds[name]], **e})
-    return {"task": TASK, "name": NAME, "imports": [__name__], "base": {"batched": True}, "grid": grid}
+    return {"task": TASK, "name": NAME, "imports": [__name__], "grid": grid}
 
 
 def _fstar_spec(seeds: list[int], entry: dict) -> dict:

@@ -138,16 +138,14 @@ class FstarConfig(TaskConfig):
     tol: PositiveFloat = 1e-8
 
 
-CELL_KEYS = {"deconvolution": set(DeconvolutionCell.model_fields) - {"problem", "m", "seeds", "batched"},
-             "relu": set(NetworkCell.model_fields) - {"problem", "m", "seeds", "batched"}}
-CELL_KEYS["sigmoid"] = CELL_KEYS["relu"]
-
-
-def cell_config(problem: str, m: int, seeds, params: dict, *, batched: bool = True) -> dict:
+def cell_config(problem: str, m: int, seeds, params: dict, *, batched: bool | None = None) -> dict:
     """The validated task configuration of cell (problem, m) with the problem's ``params``
-    (a preset's entry; its ``m`` and ``seeds`` are not cell keys)."""
+    (a preset's entry; its ``m`` and ``seeds`` are not cell keys); ``batched`` overrides
+    the entry's (default True: one ``solve_batch``; False: one ``solve`` per seed)."""
     raw = {k: v for k, v in params.items() if k not in ("m", "seeds")}
-    raw.update(problem=problem, m=m, seeds=[int(s) for s in seeds], batched=batched)
+    raw.update(problem=problem, m=m, seeds=[int(s) for s in seeds])
+    if batched is not None:
+        raw["batched"] = batched
     try:
         return CellConfig.model_validate(raw).model_dump(mode="json")
     except pydantic.ValidationError as exc:
@@ -175,8 +173,11 @@ def teacher_student(cfg: dict, seed: int):
     relu = cfg["problem"] == "relu"
     bias = (not relu) if cfg["bias"] is None else cfg["bias"]
     extra = {k: cfg[k] for k, default in (("output_scale", 1.0), ("batch_draws", "exact")) if cfg[k] != default}
-    ts = mf.data.TeacherStudent(cfg["input_dim"], cfg["teacher_units"], "relu" if relu else "sigmoid", bias=bias,
-                                seed=seed, teacher_scale=cfg["teacher_scale"], eval_size=cfg["eval_size"], **extra)
+    try:
+        ts = mf.data.TeacherStudent(cfg["input_dim"], cfg["teacher_units"], "relu" if relu else "sigmoid", bias=bias,
+                                    seed=seed, teacher_scale=cfg["teacher_scale"], eval_size=cfg["eval_size"], **extra)
+    except TypeError as exc:  # a measureflow without the TeacherStudent options of issue 16's network work
+        raise ValidationError(f"{', '.join(extra)} need(s) a TeacherStudent that accepts them ({exc})") from None
     if cfg["teacher_signs"] == "positive":
         teacher = np.array(ts.teacher)
         teacher[:, -1] = np.abs(teacher[:, -1])
@@ -357,7 +358,7 @@ def _padded_histories(flows) -> tuple[np.ndarray, np.ndarray]:
 
 # -- the cell -------------------------------------------------------------------------------
 
-def run_cell(problem: str, m: int, seeds, params: dict, *, batched: bool = True) -> tuple[dict, dict]:
+def run_cell(problem: str, m: int, seeds, params: dict, *, batched: bool | None = None) -> tuple[dict, dict]:
     """Run cell (problem, m) for ``seeds`` with the problem's ``params`` (a preset entry):
     the particle flow (all seeds in one ``mf.solve_batch`` if ``batched``, else one
     ``mf.solve`` per seed) and the random-features baseline per seed.
