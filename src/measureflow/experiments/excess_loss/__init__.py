@@ -164,14 +164,15 @@ PRESETS = {
                         "m": [1, 8], "iterations": 300, "test_size": 4000, "eval_size": 500, "baseline_n": 2000},
         },
     },
-    "quick": {
+    "quick": {  # sized for the whole quick reproduce in minutes: 2 compilations per problem (pad_buckets)
         "seeds": 5, "workers": 0,
         "problems": {
-            "deconvolution": {**_DECONVOLUTION, "m": [2, 4, 8, 16, 32, 64], "iterations": 20_000, "tol": 1e-10,
-                              "step_scale": 3.0},
-            "relu": {**_RELU, "training": "population", "m": [2, 4, 8, 16, 32, 64], "iterations": 10_000,
-                     "tol": 1e-12},
-            "sigmoid": {**_SIGMOID, "m": [2, 4, 8, 16, 32, 64], "iterations": 10_000, "tol": 1e-12},
+            "deconvolution": {"spikes": 3, "cutoff": 10, "lam": 1.0, "noise": 0.0, "seeds": 10, "m": [2, 3, 6, 12, 24],
+                              "iterations": 10_000, "batch_iterations": 2000, "tol": 1e-12, "step_scale": 3.0,
+                              "pad_buckets": [6, 24], "certify": False},
+            "relu": {**_RELU, "training": "population", "m": [2, 4, 8, 16, 32], "iterations": 5000, "tol": 1e-9,
+                     "pad_buckets": [8, 32]},
+            "sigmoid": {**_SIGMOID, "m": [2, 4, 8, 16, 32], "iterations": 5000, "tol": 1e-9, "pad_buckets": [8, 32]},
         },
     },
     "paper": {

@@ -57,7 +57,10 @@ class _Cell(TaskConfig):
     default step), ``step_scale`` (a factor on the default step), ``batch_iterations``
     (the batch's own cap: the runs still going after it continue one by one, each from its
     state with ``mf.solve`` — bit for bit the same run — so that a few slow runs do not keep
-    the whole vmapped batch stepping)."""
+    the whole vmapped batch stepping), ``pad_buckets`` (run the flow on the smallest
+    bucket ≥ m particles, the extra ones massless copies: they change neither F nor, by the
+    mean-field invariance, the others' flow, so the cells of a bucket share one
+    compilation)."""
 
     m: PositiveInt
     seeds: Seeds
@@ -67,22 +70,19 @@ class _Cell(TaskConfig):
     step: PositiveFloat | None = None
     step_scale: PositiveFloat = 1.0
     batch_iterations: PositiveInt | None = None
+    pad_buckets: list[PositiveInt] | None = None
     batched: bool = True
 
 
 class DeconvolutionCell(_Cell):
-    """``spikes`` m0, Dirichlet ``cutoff`` f_c, ``lam`` λ, ``noise`` σ; ``pad_buckets``: run
-    the flow on the smallest bucket ≥ m particles, the extra ones massless copies (they
-    change neither F nor, by the mean-field invariance, the others' flow), so the cells of a
-    bucket share one compilation; ``certify``: also the duality gap of every run (costly
-    for 100 seeds)."""
+    """``spikes`` m0, Dirichlet ``cutoff`` f_c, ``lam`` λ, ``noise`` σ; ``certify``: also
+    the duality gap of every run (costly for 100 seeds)."""
 
     problem: Literal["deconvolution"]
     spikes: PositiveInt = 4
     cutoff: PositiveInt = 10
     lam: PositiveFloat = 0.5
     noise: NonNegativeFloat = 0.0
-    pad_buckets: list[PositiveInt] | None = None
     certify: bool = True
 
 
@@ -386,7 +386,7 @@ def compute(cfg: dict) -> tuple[dict, dict]:
     built = [build_problem(cfg, s) for s in seeds]
     problems = [b[0] for b in built]
     inits = [initial_particles(pr, cfg, s) for pr, s in zip(problems, seeds)]
-    size = padded_size(m, cfg["pad_buckets"] if deconv else None)
+    size = padded_size(m, cfg["pad_buckets"])
     runs_from = [_pad(mu0, size) for mu0 in inits] if size > m else inits
 
     c0 = count_compilations()
