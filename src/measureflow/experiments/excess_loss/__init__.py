@@ -18,7 +18,7 @@ Settings of the ``paper`` preset (and why):
   grid of m positions with 3× the default step (3× fewer iterations, measured, same
   excess), ``tol`` = 1e-14 (the excess at the stop fell about 10× per 100× of tol:
   1e-10 → ~3e-6, 1e-14 → ~2e-8 relative at m = 20), one ``solve_batch`` per m for the
-  first 5000 iterations (above the slowest run for m ≥ 20), the rest one by one; the cells padded to 5
+  first 1500 iterations (≈ 5× the median run below m0), the rest one by one; the cells padded to 5
   sizes share 5 compilations; F* certified once per signal by ``deconvolve`` (relative
   gap 1e-8).
 - relu, sigmoid: d = 100, m0 = 20 teacher units, 5 runs per m; ReLU (no bias) by GD on
@@ -131,7 +131,7 @@ _SIGMOID = {"input_dim": 5, "teacher_units": 4, "n": 500, "teacher_scale": 3.0, 
 PAPER_M_DECONVOLUTION = [1, 2, 3, 4, 5, 6, 7, 9, 11, 14, 17, 20, 25, 30, 37, 45, 55, 67, 82]
 PAPER_M_NETWORKS = [3, 4, 5, 7, 10, 13, 18, 25, 33, 45, 61, 82, 110, 148, 199]
 _PAPER_DECONVOLUTION = {"spikes": 5, "cutoff": 15, "lam": 1.0, "noise": 0.0, "seeds": 100,
-                        "iterations": 20_000, "batch_iterations": 5000, "tol": 1e-14, "step_scale": 3.0,
+                        "iterations": 20_000, "batch_iterations": 1500, "tol": 1e-14, "step_scale": 3.0,
                         "history_every": 50,
                         "pad_buckets": [7, 20, 37, 55, 82], "certify": False}
 _PAPER_NETWORK = {"input_dim": 100, "teacher_units": 20, "teacher_signs": "random", "training": "population",
