@@ -251,6 +251,11 @@ def held_out_excess(problem, ts, particles, size: int, seed: int, chunk: int = 2
     return float(mean), float(np.sqrt(var / size))
 
 
+# One compiled call per shape (eager kernel evaluations compile op by op, per m).
+_second_moments = jax.jit(lambda feature, U, T, inputs: (feature.second_moment(U, U, inputs),
+                                                         feature.second_moment(U, T, inputs)), static_argnums=(0, 3))
+
+
 def _exact_population_baseline(problem, ts, mu0):
     """Random features on the exact population loss: with u_i μ0's input weights frozen and
     b_i = w_i a_i free, R(b) = ½(bᵀGb − 2bᵀg + const), G_ij = E relu(u_i·x) relu(u_j·x),
@@ -261,9 +266,9 @@ def _exact_population_baseline(problem, ts, mu0):
     U = np.array(mu0.positions)
     c = feature.weight_index
     U[:, c] = 1.0
-    G = np.asarray(feature.second_moment(jnp.asarray(U), jnp.asarray(U), ts.inputs))
     T = ts.teacher
-    g = np.asarray(feature.second_moment(jnp.asarray(U), T, ts.inputs)) @ np.full(T.shape[0], 1.0 / T.shape[0])
+    G, K = (np.asarray(a) for a in _second_moments(feature, jnp.asarray(U), T, ts.inputs))
+    g = K @ np.full(T.shape[0], 1.0 / T.shape[0])
     b, *_ = np.linalg.lstsq(G, g, rcond=1e-13)
     w = np.asarray(mu0.weights)
     P = np.array(mu0.positions)
