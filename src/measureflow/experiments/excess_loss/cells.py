@@ -90,8 +90,9 @@ class NetworkCell(_Cell):
     """A teacher–student cell: ``input_dim`` d, ``teacher_units`` m0, ``teacher_scale``
     radius of the teacher's (w*, b*), ``teacher_signs`` of its output weights ("random" ±1
     or "positive" +1) and ``output_scale`` their size, ``batch_draws`` how SGD's fresh
-    Gaussians are drawn (the last two are TeacherStudent options of issue 16's network
-    work; their defaults build the sampler without them), ``bias`` (default: ReLU
+    Gaussians are drawn, ``cache_held_out`` the held-out set stored instead of re-drawn at
+    each record (these three are TeacherStudent options of issue 16's network work; their
+    defaults build the sampler without them), ``bias`` (default: ReLU
     without, sigmoid with); ``training``
     "dataset" (n samples) or "population"; ``method`` "gd" (with ``batch_size``: SGD on
     fresh samples) or "wfr"; ``geometry``; ``init_radius`` (the sphere of μ0 for ReLU),
@@ -108,6 +109,7 @@ class NetworkCell(_Cell):
     teacher_signs: Literal["random", "positive"] = "random"
     output_scale: PositiveFloat = 1.0
     batch_draws: Literal["exact", "float32"] = "exact"
+    cache_held_out: bool = False
     bias: bool | None = None
     training: Literal["dataset", "population"] = "dataset"
     method: Literal["gd", "wfr"] = "gd"
@@ -172,7 +174,8 @@ def teacher_student(cfg: dict, seed: int):
 
     relu = cfg["problem"] == "relu"
     bias = (not relu) if cfg["bias"] is None else cfg["bias"]
-    extra = {k: cfg[k] for k, default in (("output_scale", 1.0), ("batch_draws", "exact")) if cfg[k] != default}
+    extra = {k: cfg[k] for k, default in (("output_scale", 1.0), ("batch_draws", "exact"), ("cache_held_out", False))
+             if cfg[k] != default}
     try:
         ts = mf.data.TeacherStudent(cfg["input_dim"], cfg["teacher_units"], "relu" if relu else "sigmoid", bias=bias,
                                     seed=seed, teacher_scale=cfg["teacher_scale"], eval_size=cfg["eval_size"], **extra)
