@@ -43,8 +43,14 @@ def sweep_command(
     compile_cache: bool = typer.Option(True, "--compile-cache/--no-compile-cache",
                                        help="Share JAX's compilation cache between local workers (DIR/.jax-cache)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+    max_runs: int = typer.Option(100_000, "--max-runs", help="Refuse a grid of more runs than this (counted "
+                                 "before anything is expanded)."),
+    lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="Other clients of the store take over "
+                                        "this one's runs after it has been silent this long."),
 ):
-    """Run every run of SPEC not yet in the store --out (finished runs are skipped)."""
+    """Run every run of SPEC not yet in the store --out (finished runs are skipped).
+
+    Several of these commands may share one --out (on one machine): they split the runs."""
     from .errors import ValidationError
     from .experiments.sweep import run_sweep
 
@@ -52,13 +58,16 @@ def sweep_command(
         raise ValidationError("--scheduler and --dask-local exclude each other")
     try:
         summary = run_sweep(spec, out, workers=workers, scheduler=scheduler, dask_local=dask_local,
-                            retry_failed=retry_failed, compile_cache=compile_cache, progress=progress)
+                            retry_failed=retry_failed, compile_cache=compile_cache, progress=progress,
+                            max_runs=max_runs, lease_s=lease_seconds)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the finished runs are stored in {out}; run the same command again to resume",
                    err=True)
         raise SystemExit(130) from None  # (click returns typer.Exit codes in non-standalone mode)
+    others = f", {summary.by_others} recorded by other clients" if summary.by_others else ""
+    taken = f" ({summary.taken_over} taken over from stalled clients)" if summary.taken_over else ""
     typer.echo(f"{summary.total} runs: {summary.skipped} already stored, {summary.done} done, "
-               f"{summary.failed} failed in {summary.wall_time:.1f} s -> {summary.out}", err=True)
+               f"{summary.failed} failed{others}{taken} in {summary.wall_time:.1f} s -> {summary.out}", err=True)
 
 
 @app.command("results")

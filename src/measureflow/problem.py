@@ -228,26 +228,26 @@ class Problem:
         return Field(risk + w @ V, vel, sums[2] + V if first_variation else None)
 
     def _exact_field(self, particles, smooth_only, first_variation) -> Field:
-        # F'(μ)(θ) = d/dε F(μ + ε δ_θ) at ε = 0. Probes Q (k, p) of masses ε added to μ:
-        # d/dε_i F = F'(μ)(Q_i) at ε = 0, and the directional derivative along ε = (1..1)
-        # is Σ_i F'(μ)(Q_i), whose gradient in Q_i is ∇_θF'(μ)(Q_i) — exact, for any
-        # masses (no division by w_i), from the closed-form population risk.
+        # F'(μ)(θ) tested at thetas Q (k, p) held apart from μ: Σ_j F'(μ)(Q_j) has gradient
+        # ∇_θF'(μ)(Q_j) in Q_j — exact for any masses (no division by w_i). The data's closed
+        # form when it has one; else F'(μ)(Q_j) = d/dε_j F(μ + Σ_j ε_j δ_{Q_j}) at ε = 0, the
+        # risk differentiated along probe masses (several kernel passes on 2m particles).
         P, w = particles.positions, particles.weights
         exact = lambda Pq, wq: self.data.exact_risk(self.feature, self.loss, Particles.unchecked(Pq, wq))  # noqa: E731
-
-        def risk_with_probes(Q, eps):
-            return exact(jnp.concatenate([P, Q]), jnp.concatenate([w, eps]))
-
         zeros = jnp.zeros_like(w)
-        total_fv = lambda Q: jax.jvp(lambda e: risk_with_probes(Q, e), (zeros,), (jnp.ones_like(w),))[1]  # noqa: E731
-        risk, vel = exact(P, w), jax.grad(total_fv)(P)
+
+        def fv_at(Q):
+            closed = self.data.exact_first_variation(self.feature, self.loss, particles, Q)
+            if closed is not None:
+                return closed
+            return jax.grad(lambda e: exact(jnp.concatenate([P, Q]), jnp.concatenate([w, e])))(zeros)
+
+        fv_smooth, pullback = jax.vjp(fv_at, P)
+        risk, vel = exact(P, w), pullback(jnp.ones_like(w))[0]
         V = jax.vmap(self.regularizer.value)(P)
         if not smooth_only:
             vel = vel + jax.vmap(jax.grad(self.regularizer.value))(P)
-        fv = None
-        if first_variation:
-            fv = jax.grad(lambda e: risk_with_probes(P, e))(zeros) + V
-        return Field(risk + w @ V, vel, fv)
+        return Field(risk + w @ V, vel, fv_smooth + V if first_variation else None)
 
     def value_and_velocity(self, particles: Particles, batch: Dataset | None = None, *,
                            smooth_only: bool = False):

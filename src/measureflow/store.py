@@ -12,6 +12,16 @@ array file, overwritten when the run is redone). Nothing is ever pickled.
 
 A database written by a newer schema, a damaged file, or a file that is not a measureflow
 store raises :class:`StoreError` and is left untouched.
+
+Several clients on one store: a ``leases`` table holds, per run being computed, its
+holder (``host:pid:token``) and an expiry time. :meth:`Store.claim` takes runs that are
+neither recorded nor leased by a live holder (an expired lease is taken over) in one
+``BEGIN IMMEDIATE`` transaction, so two clients never hold the same run;
+:meth:`Store.renew` extends a holder's leases (the client's heartbeat) and
+:meth:`Store.record` drops the run's lease in the transaction that stores it. The table
+was added within schema version 1: a store written before it gets it when opened (an
+older measureflow ignores it). SQLite's WAL mode needs every process on one host, so the
+clients of a store must run on the machine that holds it (their workers need not).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -33,7 +44,7 @@ import numpy as np
 from ._version import __version__
 from .errors import InputTypeError, ValidationError
 
-__all__ = ["Store", "RunRecord", "StoreError", "SCHEMA_VERSION", "canonical_json", "flatten"]
+__all__ = ["Store", "RunRecord", "Claim", "StoreError", "SCHEMA_VERSION", "canonical_json", "flatten"]
 
 SCHEMA_VERSION = 1
 DB_NAME = "runs.sqlite"
@@ -65,6 +76,31 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_status ON runs (status);
 """
+
+# Added within schema version 1 (stores written before get it on open, see _add_leases).
+_LEASES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    run_id     TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What one :meth:`Store.claim` found among the ids it looked at (the first
+    ``scanned`` of those it was given, in order): ``claimed`` (now leased to the caller;
+    ``taken_over`` are those whose previous lease had expired), ``finished`` (recorded
+    already) and ``busy`` (leased by another live holder)."""
+
+    claimed: tuple = ()
+    taken_over: tuple = ()
+    finished: tuple = ()
+    busy: tuple = ()
+    scanned: int = 0
 
 
 class StoreError(ValidationError):
@@ -107,8 +143,10 @@ class RunRecord:
 class Store:
     """``Store(directory, create=True)``: open (or create) the results store in a directory.
 
-    Only one process should write a store at a time (the sweep's client); readers may open
-    it concurrently (SQLite WAL). Use as a context manager or call :meth:`close`.
+    Any number of processes of one host may open, read and write it at once (SQLite WAL;
+    each write is one transaction). Sweep clients sharing a store split its runs through
+    leases (:meth:`claim`, :meth:`renew`, :meth:`release`); workers never open it. Use as
+    a context manager or call :meth:`close`; one ``Store`` object belongs to one thread.
     """
 
     def __init__(self, directory, *, create: bool = True):
@@ -122,7 +160,8 @@ class Store:
         exists = self.db_path.exists() and self.db_path.stat().st_size > 0
         if not exists and not create:
             raise StoreError(f"no results store in {self.directory} (expected {self.db_path})")
-        if exists:
+        self._key = os.path.realpath(self.db_path)
+        if exists and not _opened(self._key, 0):
             _check_header(self.db_path)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -146,6 +185,8 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        _opened(self._key, +1)
+        self._closed = False
 
     # -- opening -----------------------------------------------------------------------
     def _create(self):
@@ -157,7 +198,7 @@ class Store:
                 db.execute("ROLLBACK")
                 self._check_existing()
                 return
-            for stmt in filter(str.strip, _SCHEMA.split(";")):
+            for stmt in filter(str.strip, (_SCHEMA + _LEASES_SCHEMA).split(";")):
                 db.execute(stmt)
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                 ("schema_version", str(SCHEMA_VERSION)), ("created_with", f"measureflow {__version__}"),
@@ -193,9 +234,36 @@ class Store:
         if version < SCHEMA_VERSION or "runs" not in tables:
             raise StoreError(f"the results store {self.directory} has schema version {version} and tables "
                              f"{sorted(tables)}, which this measureflow cannot read; it was left untouched")
+        if "leases" not in tables:
+            self._add_leases()
+
+    def _add_leases(self):
+        """Migration within schema version 1: a store written before leases existed gets
+        the (empty) table; its runs are untouched. A store this process may not write
+        stays as it is (readable; claims need the table)."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                return
+            raise
+        try:
+            for stmt in filter(str.strip, _LEASES_SCHEMA.split(";")):
+                db.execute(stmt)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('leases_added_with', ?)",
+                       (f"measureflow {__version__}",))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def close(self):
-        self._db.close()
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+            _opened(self._key, -1)
 
     def __enter__(self):
         return self
@@ -231,6 +299,7 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(row)) + ")", row)
+            db.execute("DELETE FROM leases WHERE run_id=?", (record.run_id,))  # recorded: no longer leased
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -239,6 +308,88 @@ class Store:
         if not payload and target.exists():  # a redone run without arrays: drop stale ones
             target.unlink()
         return dataclasses.replace(record, recorded_at=recorded_at, arrays=names)
+
+    # -- leases (several clients on one store) -------------------------------------------
+    def claim(self, run_ids: Iterable[str], holder: str, *, duration: float, limit: int,
+              redo_failed_before: float | None = None, now: float | None = None) -> Claim:
+        """Lease to ``holder`` up to ``limit`` of ``run_ids`` (looked at in order) that are
+        not recorded and not leased by another holder whose lease is still running at
+        ``now`` (default: the current time); each lease runs until ``now + duration``.
+        A run recorded as failed before ``redo_failed_before`` counts as not recorded (to
+        redo failed runs once, not after another client redid them). One ``BEGIN
+        IMMEDIATE`` transaction, so concurrent claims never lease a run twice."""
+        if not isinstance(holder, str) or not holder:
+            raise ValidationError(f"holder={holder!r} must be a non-empty string")
+        if not (isinstance(duration, (int, float)) and duration > 0):
+            raise ValidationError(f"duration={duration!r} must be a positive number of seconds")
+        now = time.time() if now is None else now
+        claimed, taken, finished, busy = [], [], [], []
+        scanned = 0
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for rid in run_ids:
+                if len(claimed) >= limit:
+                    break
+                scanned += 1
+                row = db.execute("SELECT status, recorded_at FROM runs WHERE run_id=?", (rid,)).fetchone()
+                if row is not None and not (redo_failed_before is not None and row[0] == "failed"
+                                            and row[1] < redo_failed_before):
+                    finished.append(rid)
+                    continue
+                lease = db.execute("SELECT holder, expires_at FROM leases WHERE run_id=?", (rid,)).fetchone()
+                if lease is not None and lease[0] != holder:
+                    if lease[1] > now:
+                        busy.append(rid)
+                        continue
+                    taken.append(rid)
+                db.execute("INSERT OR REPLACE INTO leases (run_id, holder, claimed_at, expires_at) VALUES (?, ?, ?, ?)",
+                           (rid, holder, now, now + duration))
+                claimed.append(rid)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return Claim(tuple(claimed), tuple(taken), tuple(finished), tuple(busy), scanned)
+
+    def renew(self, holder: str, *, duration: float, now: float | None = None) -> set:
+        """Extend every lease of ``holder`` to ``now + duration``; returns the ids it still
+        holds (a lease that expired and was taken over by another client is gone)."""
+        now = time.time() if now is None else now
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("UPDATE leases SET expires_at=? WHERE holder=?", (now + duration, holder))
+            held = {r[0] for r in db.execute("SELECT run_id FROM leases WHERE holder=?", (holder,))}
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return held
+
+    def release(self, holder: str, run_ids: Iterable[str] | None = None) -> int:
+        """Drop the leases of ``holder`` (all of them, or only those of ``run_ids``) so that
+        other clients may take those runs at once; returns how many were dropped."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if run_ids is None:
+                n = db.execute("DELETE FROM leases WHERE holder=?", (holder,)).rowcount
+            else:
+                n = sum(db.execute("DELETE FROM leases WHERE holder=? AND run_id=?", (holder, rid)).rowcount
+                        for rid in run_ids)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return n
+
+    def leases(self) -> dict:
+        """The current leases: {run_id: (holder, expires_at)} (expired ones included)."""
+        return {r[0]: (r[1], r[2]) for r in self._db.execute("SELECT run_id, holder, expires_at FROM leases")}
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary array files left by killed processes of this host; returns how
@@ -421,6 +572,24 @@ def _atomic_write(target: Path, write) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_OPEN_DBS: dict = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _opened(key: str, change: int) -> int:
+    """How many Stores of this process have the database ``key`` open (after adding
+    ``change``). While one has, the file must not be opened outside SQLite: closing any
+    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included,
+    and another process could then checkpoint and delete the WAL under us."""
+    with _OPEN_LOCK:
+        n = _OPEN_DBS.get(key, 0) + change
+        if n > 0:
+            _OPEN_DBS[key] = n
+        else:
+            _OPEN_DBS.pop(key, None)
+        return n
 
 
 def _check_header(path: Path) -> None:

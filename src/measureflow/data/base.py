@@ -66,6 +66,11 @@ class Dataset:
         """Closed-form risk, if this data source has one (``None``: use the samples)."""
         return None
 
+    def exact_first_variation(self, feature, loss, particles, thetas):
+        """F'(μ)(θ_j) − V(θ_j) (k,) for thetas (k, p) in closed form, if this data source has
+        one (``None``: :meth:`Problem.field` differentiates :meth:`exact_risk` along probe masses)."""
+        return None
+
 
 @pytree_dataclass
 class FixedDesign(Dataset):
@@ -117,6 +122,11 @@ class Sampler:
         return self.sample(jax.random.PRNGKey(self.eval_seed), self.eval_size)
 
     def exact_risk(self, feature, loss, particles):
+        return None
+
+    def exact_first_variation(self, feature, loss, particles, thetas):
+        """F'(μ)(θ_j) − V(θ_j) (k,) for thetas (k, p) in closed form, if this data source has
+        one (``None``: :meth:`Problem.field` differentiates :meth:`exact_risk` along probe masses)."""
         return None
 
 

@@ -27,11 +27,48 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
+from .params import parse
 from .tables import read_table, write_table
 
 NAME = "first_variation"
 TITLE = "First variation at initialization"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReluPanel(_Strict):
+    """The ReLU panel: a teacher of ``teacher_units`` units (d = 1 with a bias), a training
+    set, μ0 of ``particles`` units, a ``grid`` × ``grid`` slice of half-width ``extent``."""
+
+    teacher_units: PositiveInt
+    train_size: PositiveInt
+    particles: PositiveInt
+    grid: int = Field(ge=3)
+    extent: PositiveFloat
+
+
+class SpikesPanel(_Strict):
+    """The spikes panel: BLASSO with weight ``lam`` on a signal of ``spikes`` spikes, μ0 of
+    ``particles`` spikes at r = 0, the (t, r) plane on a ``grid`` × ``grid`` grid."""
+
+    spikes: PositiveInt
+    cutoff: PositiveInt
+    lam: float = Field(ge=0)
+    particles: PositiveInt
+    grid: int = Field(ge=3)
+    r_extent: PositiveFloat
+
+
+class Params(_Strict):
+    """One preset entry of the first-variation experiment: one set of parameters per panel."""
+
+    relu: ReluPanel
+    spikes: SpikesPanel
+
 
 PRESETS = {
     "test": {
@@ -169,13 +206,14 @@ _BUILDERS = {"relu": relu_panel, "spikes": spikes_panel}
 
 
 def run(out_dir: pathlib.Path, params: dict, seed: int, progress) -> None:
-    """Evaluate F'(μ0) on the slices of the three panels and write the tables."""
+    """Evaluate F'(μ0) on the slices of the two panels and write the tables."""
+    checked = parse(Params, params, NAME)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     infos, grids, supports, marks = [], [], [], []
     for k, panel in enumerate(PANELS):
         progress(f"{NAME}: {panel}", k, len(PANELS))
-        info, grid, support, mark = _BUILDERS[panel](params[panel], seed)
+        info, grid, support, mark = _BUILDERS[panel](getattr(checked, panel).model_dump(), seed)
         infos.append(info)
         grids.append(grid)
         supports.append(support)

@@ -14,8 +14,21 @@ Spec (YAML or TOML)::
 
 Each run is identified by ``run_id`` = a hash of the canonical JSON of (task, validated
 configuration with defaults filled in): rerunning a sweep skips the runs already in the
-store and redoes the others, so a crash costs only the runs in flight. Only the client
-process writes the store; workers return (metrics, arrays) and never touch it.
+store and redoes the others, so a crash costs only the runs in flight. Only clients
+write the store; workers return (metrics, arrays) and never touch it.
+
+Several clients (``measureflow sweep`` processes of one host) may run the same sweep on
+one store and split its runs: a client leases each run in the store before computing it
+(:meth:`~measureflow.store.Store.claim`, a few at a time: no more than its free workers),
+renews its leases from a heartbeat thread every ``lease_s / 4`` seconds, and the lease
+goes with the run's record. A run leased by a client that died or stalled for ``lease_s``
+seconds is taken over by another. A client whose remaining runs are all leased by others
+polls until they are recorded, then returns; :class:`SweepSummary` tells the runs it
+computed from those recorded by others.
+
+The number of runs is counted from the axis lengths (product per mapping, summed over
+the mappings) before anything is expanded: a grid of more than ``max_runs`` runs is
+refused at once.
 """
 
 from __future__ import annotations
@@ -28,15 +41,18 @@ import functools
 import hashlib
 import importlib
 import itertools
+import math
 import multiprocessing
 import os
 import platform
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import tomllib
 import traceback as _traceback
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +67,11 @@ from ..validation import check_int
 from . import tasks as _tasks
 from .tasks import describe_pydantic_error, get_task
 
-__all__ = ["SweepSpec", "Run", "SweepSummary", "load_spec", "expand", "run_id", "run_sweep", "execute_run"]
+__all__ = ["SweepSpec", "Run", "SweepSummary", "load_spec", "expand", "count_runs", "run_id", "run_sweep",
+           "execute_run", "DEFAULT_MAX_RUNS"]
+
+DEFAULT_MAX_RUNS = 100_000
+_PLAN_PROGRESS_MIN = 2_000  # grids at least this large show a planning progress bar
 
 
 class SweepSpec(BaseModel):
@@ -79,7 +99,10 @@ class Run:
 @dataclasses.dataclass(frozen=True)
 class SweepSummary:
     """What a call to :func:`run_sweep` did: runs in the sweep, skipped (already in the
-    store), newly ``done`` / ``failed``, and its wall time in seconds."""
+    store when it started), ``done`` / ``failed`` (computed by this call), its wall time
+    in seconds, ``by_others`` (recorded meanwhile by other clients of the store) and
+    ``taken_over`` (of this call's runs, those whose expired lease it took over from a
+    client that had died or stalled)."""
 
     total: int
     skipped: int
@@ -87,10 +110,12 @@ class SweepSummary:
     failed: int
     wall_time: float
     out: Path
+    by_others: int = 0
+    taken_over: int = 0
 
     @property
     def remaining(self) -> int:
-        return self.total - self.skipped - self.done - self.failed
+        return self.total - self.skipped - self.done - self.failed - self.by_others
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,14 +203,27 @@ def _set_path(cfg: dict, dotted: str, value):
     node[leaf] = value
 
 
+def count_runs(spec) -> int:
+    """The number of grid points of a sweep, Σ over its mappings of Π of their axis
+    lengths (1 for no grid), from the lengths alone: nothing is expanded. An upper bound
+    on ``len(expand(spec))``, which drops duplicate configurations."""
+    spec = load_spec(spec)
+    return sum(math.prod(len(v) for v in grid.values()) for grid in (spec.grid or ({},)))
+
+
 def expand(spec) -> list[Run]:
     """All runs of a sweep, in grid order, duplicates removed. Every configuration is
     validated by its task first: the error names the run and the key (``base.x`` or
     ``grid.x``)."""
-    spec = load_spec(spec)
+    return list(_iter_runs(load_spec(spec)))
+
+
+def _iter_runs(spec: SweepSpec, on_point=None):
+    """The runs of ``spec`` one by one (see :func:`expand`); ``on_point()`` is called
+    after each grid point (for progress)."""
     _import_modules(spec.imports)
     task = get_task(spec.task)
-    runs, seen = [], set()
+    seen = set()
     for gi, grid in enumerate(spec.grid or ({},)):
         axes = list(grid)
         gname = "grid" if len(spec.grid) <= 1 else f"grid[{gi}]"
@@ -208,10 +246,11 @@ def expand(spec) -> list[Run]:
                 at = f" at {_show_point(point)}" if point else ""
                 raise ValidationError(f"sweep {spec.name!r}{at}: {exc}") from None
             rid = run_id(task.name, valid)
+            if on_point is not None:
+                on_point()
             if rid not in seen:
                 seen.add(rid)
-                runs.append(Run(rid, task.name, valid))
-    return runs
+                yield Run(rid, task.name, valid)
 
 
 def _show_point(point: dict) -> str:
@@ -322,7 +361,83 @@ class _Recorder:
             self.done += 1
         else:
             self.failed += 1
-        self.progress(self.done, self.failed)
+        self.progress(done=self.done, failed=self.failed)
+
+
+_CLAIM_SCAN = 1000  # ids looked at per claim transaction (keeps other clients' waits short)
+
+
+class _Claims:
+    """This client's side of the store's leases: :meth:`take` leases up to ``n`` of the
+    pending runs (the caller's free workers) and hands them out; runs leased by other
+    live clients are looked at again every ``poll_s`` seconds, until they are recorded
+    (counted in ``others``) or their lease expires (then taken over)."""
+
+    def __init__(self, store: Store, runs: dict, pending: list, holder: str, *, lease_s: float,
+                 poll_s: float, redo_failed_before: float | None, progress):
+        self.store, self.runs, self.holder, self.progress = store, runs, holder, progress
+        self.lease_s, self.poll_s, self.redo_failed_before = lease_s, poll_s, redo_failed_before
+        self.queue = deque(r.run_id for r in pending)
+        self.deferred: list[str] = []
+        self.others = self.taken_over = 0
+        self._next_look = 0.0
+
+    @property
+    def exhausted(self) -> bool:
+        """Every pending run is handed out or recorded by another client."""
+        return not self.queue and not self.deferred
+
+    def take(self, n: int) -> list[Run]:
+        if n <= 0:
+            return []
+        if not self.queue and self.deferred and time.monotonic() >= self._next_look:
+            self.queue.extend(self.deferred)
+            self.deferred.clear()
+            self._next_look = time.monotonic() + self.poll_s
+        claimed: list[str] = []
+        while len(claimed) < n and self.queue:
+            c = self.store.claim(list(itertools.islice(self.queue, _CLAIM_SCAN)), self.holder,
+                                 duration=self.lease_s, limit=n - len(claimed),
+                                 redo_failed_before=self.redo_failed_before)
+            for _ in range(c.scanned):
+                self.queue.popleft()
+            self.deferred.extend(c.busy)
+            self.taken_over += len(c.taken_over)
+            claimed.extend(c.claimed)
+            if c.finished:
+                self.others += len(c.finished)
+                self.progress(others=self.others)
+        return [self.runs[rid] for rid in claimed]
+
+    def idle(self):
+        """Nothing can be claimed now: wait until the leased runs are worth another look."""
+        time.sleep(min(self.poll_s, max(0.01, self._next_look - time.monotonic())))
+
+
+class _Heartbeat:
+    """A daemon thread renewing ``holder``'s leases every ``lease_s / 4`` seconds, on its
+    own connection to the store (SQLite connections stay in their thread)."""
+
+    def __init__(self, out, holder: str, lease_s: float):
+        self.out, self.holder, self.lease_s = out, holder, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="measureflow-lease-heartbeat", daemon=True)
+
+    def _beat(self):
+        with Store(self.out) as store:
+            while not self._stop.wait(self.lease_s / 4):
+                try:
+                    store.renew(self.holder, duration=self.lease_s)
+                except sqlite3.Error:
+                    pass  # the store stayed locked past the connection's timeout: next beat
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=70.0)
 
 
 def _seed_of(config: dict):
@@ -343,29 +458,35 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _run_serial(pending: list[Run], job, record):
-    for run in pending:
-        record(run.run_id, job(run.task, run.config))
+def _run_serial(claims: _Claims, job, record):
+    while not claims.exhausted:
+        batch = claims.take(1)
+        if not batch:
+            claims.idle()
+        for run in batch:
+            record(run.run_id, job(run.task, run.config))
 
 
-def _run_processes(pending: list[Run], job, record, workers: int, retries: int):
+def _run_processes(claims: _Claims, job, record, workers: int, retries: int):
     """Fresh "spawn" worker processes (each imports measureflow anew: float64, no forked
-    JAX state). A worker that dies (killed, out of memory, crashed) breaks the pool; the
-    runs that were in flight are then redone one at a time in a single-worker pool, so
-    that only the run that kills its worker is charged: it gets ``max(retries, 1)`` more
-    attempts and is then recorded as failed."""
-    queue = list(pending)
-    while queue:
+    JAX state), each given a run as soon as it is free (claimed then, not before). A
+    worker that dies (killed, out of memory, crashed) breaks the pool; the runs that were
+    in flight are then redone one at a time in a single-worker pool, so that only the run
+    that kills its worker is charged: it gets ``max(retries, 1)`` more attempts and is
+    then recorded as failed."""
+    while True:
         suspects = []
         with _pool(workers, job) as pool:
             futures: dict[cf.Future, Run] = {}
-            while queue or futures:
-                # A small window (one queued run per worker) keeps the suspects of a crash
-                # few and Ctrl-C cheap.
-                while queue and len(futures) < workers + 1:
-                    run = queue.pop(0)
+            while True:
+                for run in claims.take(workers - len(futures)):
                     futures[pool.submit(job, run.task, run.config)] = run
-                finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                if not futures:
+                    if claims.exhausted:
+                        break
+                    claims.idle()
+                    continue
+                finished, _ = cf.wait(futures, timeout=claims.poll_s, return_when=cf.FIRST_COMPLETED)
                 if any(isinstance(f.exception(), cf.process.BrokenProcessPool) for f in finished):
                     for fut, run in futures.items():
                         if fut.done() and not isinstance(fut.exception(), cf.process.BrokenProcessPool):
@@ -375,8 +496,9 @@ def _run_processes(pending: list[Run], job, record, workers: int, retries: int):
                     break
                 for fut in finished:
                     _record_future(record, futures.pop(fut), fut)
-        if suspects:
-            _isolate(suspects, job, record, max(retries, 1))
+        if not suspects:
+            return
+        _isolate(suspects, job, record, max(retries, 1))
 
 
 def _record_future(record, run: Run, fut: cf.Future):
@@ -434,28 +556,49 @@ class _pool:
             proc.terminate()
 
 
-def _run_dask(pending: list[Run], job, record, client, retries: int):
-    from distributed import as_completed
+def _run_dask(claims: _Claims, job, record, client, retries: int, max_in_flight: int | None):
+    """Runs go to the cluster as they are claimed: at most ``max_in_flight`` at a time
+    (default: the cluster's worker threads now, at least 1)."""
+    from distributed import wait
     from distributed.client import FutureCancelledError
+
+    def window() -> int:
+        if max_in_flight is not None:
+            return max_in_flight
+        return max(sum(client.nthreads().values()), 1)
 
     token = os.urandom(4).hex()
     futures = {}
-    for run in pending:
-        fut = client.submit(job, run.task, run.config, key=f"measureflow-{run.run_id}-{token}", pure=False,
-                            retries=retries)
-        futures[fut.key] = (fut, run)
     try:
-        for fut in as_completed([f for f, _ in futures.values()]):
-            _, run = futures.pop(fut.key)
+        while True:
+            for run in claims.take(window() - len(futures)):
+                fut = client.submit(job, run.task, run.config, key=f"measureflow-{run.run_id}-{token}",
+                                    pure=False, retries=retries)
+                futures[fut.key] = (fut, run)
+            if not futures:
+                if claims.exhausted:
+                    break
+                claims.idle()
+                continue
             try:
-                outcome = fut.result()
-            except (FutureCancelledError, OSError) as exc:
+                finished, _ = wait([f for f, _ in futures.values()], timeout=claims.poll_s,
+                                   return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            except cf.CancelledError as exc:  # distributed's FuturesCancelledError
                 raise MeasureflowError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the runs recorded "
                                        "so far are kept: rerun the sweep to resume") from None
-            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the run killed its workers
-                outcome = _infra_failure(f"{type(exc).__name__}: {exc}")
-            record(run.run_id, outcome)
-            fut.release()
+            for fut in finished:
+                _, run = futures.pop(fut.key)
+                try:
+                    outcome = fut.result()
+                except (FutureCancelledError, OSError) as exc:
+                    raise MeasureflowError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the runs "
+                                           "recorded so far are kept: rerun the sweep to resume") from None
+                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the run killed its workers
+                    outcome = _infra_failure(f"{type(exc).__name__}: {exc}")
+                record(run.run_id, outcome)
+                fut.release()
     finally:
         for fut, _ in futures.values():
             fut.cancel()
@@ -463,7 +606,8 @@ def _run_dask(pending: list[Run], job, record, client, retries: int):
 
 def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = None,
               dask_local: bool = False, client=None, retry_failed: bool = False,
-              compile_cache: bool = True, progress: bool = True) -> SweepSummary:
+              compile_cache: bool = True, progress: bool = True, max_runs: int = DEFAULT_MAX_RUNS,
+              lease_s: float = 30.0, max_in_flight: int | None = None) -> SweepSummary:
     """Run every run of ``spec`` (a path, dict or :class:`SweepSpec`) that is not yet in the
     store at ``out``; return a :class:`SweepSummary`.
 
@@ -478,9 +622,22 @@ def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = 
     persistent compilation cache in ``out/.jax-cache``; remote Dask workers use whatever
     ``JAX_COMPILATION_CACHE_DIR`` they have. The calling process (``workers=0``) is
     never reconfigured.
+
+    Other clients may work on the same store at the same time (see the module docstring):
+    ``lease_s`` is how long a client may go silent before its runs are taken over (its
+    heartbeat renews them every ``lease_s / 4`` s). ``max_in_flight`` caps the runs given
+    to a Dask cluster at once (default: its worker threads; raise it for an adaptive
+    cluster that grows with its queue). A grid of more than ``max_runs`` runs is refused
+    before anything is expanded.
     """
     t0 = time.perf_counter()
+    started = time.time()
     spec = load_spec(spec)
+    max_runs = check_int("max_runs", max_runs, minimum=1)
+    if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0 or math.isinf(lease_s):
+        raise ValidationError(f"lease_s={lease_s!r} must be a positive number of seconds")
+    if max_in_flight is not None:
+        max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
     n_dask = sum(x is not None and x is not False for x in (scheduler, client, dask_local or None))
     if n_dask > 1:
         raise ValidationError("choose one Dask executor: scheduler=, client= or dask_local=True")
@@ -491,33 +648,57 @@ def run_sweep(spec, out, *, workers: int | None = None, scheduler: str | None = 
                                   "size the cluster itself")
         if dask_local and workers == 0:
             raise ValidationError("dask_local=True needs workers >= 1")
-    runs = expand(spec)
+    n_points = count_runs(spec)
+    if n_points > max_runs:
+        raise ValidationError(f"sweep {spec.name!r}: its grid has {n_points} runs, more than max_runs={max_runs} "
+                              "(--max-runs on the command line); raise that limit if you mean it, or split the grid")
+    with _planning_display(spec.name, n_points, enabled=progress and n_points >= _PLAN_PROGRESS_MIN) as plan:
+        runs = list(_iter_runs(spec, on_point=plan.advance))
+        plan.stage("checking the store")
+        with Store(out) as store:
+            store.remove_stale_temporaries()
+            keep = store.run_ids("done" if retry_failed else None)
+        pending = [r for r in runs if r.run_id not in keep]
+        plan.finish(len(runs), len(runs) - len(pending))
+    skipped = len(runs) - len(pending)
     local_dask = compile_cache and dask_local
+    holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
     def job(cache: bool):
         cache_dir = str(Path(out).resolve() / ".jax-cache") if cache else None
         return functools.partial(execute_run, imports=tuple(spec.imports), cache_dir=cache_dir)
 
-    with Store(out) as store:
-        store.remove_stale_temporaries()
-        keep = store.run_ids("done" if retry_failed else None)
-    pending = [r for r in runs if r.run_id not in keep]
-    skipped = len(runs) - len(pending)
     with contextlib.ExitStack() as stack:
         if n_dask and pending:  # connect (or start the cluster) before showing progress
             dask = stack.enter_context(_dask_client(scheduler, client, dask_local, workers, len(pending)))
         store = stack.enter_context(Store(out))
         show = stack.enter_context(_progress_display(spec.name, len(runs), skipped, enabled=progress))
-        recorder = _Recorder(store, spec, {r.run_id: r for r in runs}, show)
+        runs_by_id = {r.run_id: r for r in runs}
+        recorder = _Recorder(store, spec, runs_by_id, show)
+        claims = _Claims(store, runs_by_id, pending, holder, lease_s=float(lease_s),
+                         poll_s=min(1.0, lease_s / 4), redo_failed_before=started if retry_failed else None,
+                         progress=show)
+        if pending:
+            stack.enter_context(_Heartbeat(out, holder, float(lease_s)))
+            # Runs claimed but not recorded (an error, Ctrl-C) go back to the other clients at once.
+            stack.callback(_release_quietly, store, holder)
         if pending and n_dask:
-            _run_dask(pending, job(local_dask), recorder, dask, spec.retries)
+            _run_dask(claims, job(local_dask), recorder, dask, spec.retries, max_in_flight)
         elif pending and workers == 0:
-            _run_serial(pending, job(False), recorder)
+            _run_serial(claims, job(False), recorder)
         elif pending:
             n = min(workers or _default_workers(), len(pending))
-            _run_processes(pending, job(compile_cache), recorder, n, spec.retries)
+            _run_processes(claims, job(compile_cache), recorder, n, spec.retries)
     return SweepSummary(total=len(runs), skipped=skipped, done=recorder.done, failed=recorder.failed,
-                        wall_time=time.perf_counter() - t0, out=Path(out))
+                        wall_time=time.perf_counter() - t0, out=Path(out), by_others=claims.others,
+                        taken_over=claims.taken_over)
+
+
+def _release_quietly(store: Store, holder: str):
+    try:
+        store.release(holder)
+    except sqlite3.Error:
+        pass  # the leases expire by themselves
 
 
 @contextlib.contextmanager
@@ -547,12 +728,57 @@ def _dask_client(scheduler, client, dask_local, workers, n_pending):
         yield c
 
 
+class _planning_display:
+    """Progress while a large grid is planned (expanding and validating its points,
+    hashing them, checking the store); a no-op if disabled."""
+
+    def __init__(self, name: str, total: int, *, enabled: bool):
+        self.name, self.total, self.enabled = name, total, enabled
+        self._progress = None
+        self._pending = 0
+        self._t0 = time.perf_counter()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(f"{self.name}: expanding and validating the grid", total=self.total)
+        return self
+
+    def advance(self):
+        if self._progress is not None:
+            self._pending += 1
+            if self._pending >= 500:  # rich's update is too slow to call per point
+                self._progress.advance(self._task, self._pending)
+                self._pending = 0
+
+    def stage(self, what: str):
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{self.name}: {what}", advance=self._pending)
+            self._pending = 0
+
+    def finish(self, runs: int, stored: int):
+        if self._progress is not None:
+            self._progress.console.print(f"planned {self.name}: {runs} runs ({stored} already in the store) in "
+                                         f"{time.perf_counter() - self._t0:.1f} s")
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
 class _progress_display:
-    """A rich progress bar on stderr: finished / failed / remaining (no-op if disabled)."""
+    """A rich progress bar on stderr: finished / failed / by other clients / remaining
+    (no-op if disabled)."""
 
     def __init__(self, name: str, total: int, skipped: int, *, enabled: bool):
         self.name, self.total, self.skipped, self.enabled = name, total, skipped, enabled
         self._progress = None
+        self.counts = {"done": 0, "failed": 0, "others": 0}
 
     def __enter__(self):
         if self.enabled:
@@ -562,21 +788,21 @@ class _progress_display:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("[green]{task.fields[done]} done[/] · [red]{task.fields[failed]} failed[/] · "
-                           "{task.fields[remaining]} remaining"),
+                           "{task.fields[others]} by other clients · {task.fields[remaining]} remaining"),
                 TimeElapsedColumn(), console=Console(stderr=True))
             self._progress.__enter__()
             self._task = self._progress.add_task(
-                self.name, total=self.total, completed=self.skipped, done=0, failed=0,
+                self.name, total=self.total, completed=self.skipped, done=0, failed=0, others=0,
                 remaining=self.total - self.skipped)
             if self.skipped:
                 self._progress.console.print(f"resuming: {self.skipped} of {self.total} runs already in the store")
         return self
 
-    def __call__(self, done: int, failed: int):
+    def __call__(self, **counts):
+        self.counts.update(counts)
         if self._progress is not None:
-            finished = self.skipped + done + failed
-            self._progress.update(self._task, completed=finished, done=done, failed=failed,
-                                  remaining=self.total - finished)
+            finished = self.skipped + sum(self.counts.values())
+            self._progress.update(self._task, completed=finished, remaining=self.total - finished, **self.counts)
 
     def __exit__(self, *exc):
         if self._progress is not None:

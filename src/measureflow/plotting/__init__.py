@@ -3,7 +3,8 @@
 - :mod:`~measureflow.plotting.figures`: ``new_figure``, ``save_figure`` (PNG + PDF,
   byte-reproducible).
 - :mod:`~measureflow.plotting.particle_paths`: ``planar_paths`` (network units in the
-  (w, b) plane), ``spike_paths`` (spikes in the (position, weight) plane).
+  plane), ``ray_mass_panel`` (the mass on each teacher ray), ``spike_paths`` (spikes in
+  the (position, amplitude) plane).
 - :mod:`~measureflow.plotting.level_lines`: ``level_lines`` (a function on a 2-D slice,
   e.g. F'(μ0)).
 - :mod:`~measureflow.plotting.rates`: ``rate_plot``, ``fit_power_law`` (log-log against m).

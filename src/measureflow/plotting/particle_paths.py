@@ -3,7 +3,10 @@
 - :func:`planar_paths`: network units θ = (w, b, a) (or (w₁, w₂, a)) drawn as the points
   |a|·(w, b) of the plane, coloured by sign(a); for a 2-homogeneous unit this point carries
   the unit's whole contribution (|a|·|(w, b)| is its scale, (w, b)/|(w, b)| its direction).
-- :func:`spike_paths`: spikes θ = (r, t) on T¹ drawn in the (position t, weight r) plane.
+- :func:`ray_mass_panel`: at the end, the student's mass on each teacher ray (aggregated
+  over the units near it) against the teacher's own mass on it, in the same plane.
+- :func:`spike_paths`: spikes θ = (r, t) on T¹ drawn in the (position t, amplitude) plane,
+  with the true spikes as marks and the amplitude gathered near each.
 """
 
 from __future__ import annotations
@@ -86,14 +89,19 @@ def _unwrap_breaks(t: np.ndarray) -> np.ndarray:
     return np.insert(t, jumps, np.nan)
 
 
-def spike_paths(ax, t: np.ndarray, r: np.ndarray, *, truth_t: np.ndarray | None = None,
-                truth_a: np.ndarray | None = None):
-    """Draw spike particles in the (position, weight) plane.
+def spike_paths(ax, t: np.ndarray, amplitude: np.ndarray, *, truth_t: np.ndarray | None = None,
+                truth_a: np.ndarray | None = None, tolerance: float | None = None):
+    """Draw spike particles in the (position, amplitude) plane.
 
-    t, r       (s, m) positions in [0, 1) and weights at s snapshots (first: μ0 at r = 0)
-    truth_t    (k,) true spike positions (vertical lines, coloured by the sign of truth_a)
+    t, amplitude  (s, m) positions in [0, 1) and amplitudes (r_i/m for masses 1/m) at s
+                  snapshots (first: μ0 at r = 0)
+    truth_t       (k,) true spike positions, drawn as dashed lines and, with truth_a
+                  (k,), as diamonds at (t_k, a_k), coloured by sign
+    tolerance     with the truth: the particles' amplitude within this torus distance of
+                  each true spike (same sign), summed, as a hollow circle at t_k — on the
+                  diamond when the particles near it carry the spike's amplitude together
     """
-    t, r = np.asarray(t, dtype=float), np.asarray(r, dtype=float)
+    t, r = np.asarray(t, dtype=float), np.asarray(amplitude, dtype=float)
     for i in range(t.shape[1]):
         c = _sign_color(r[-1, i]) if r[-1, i] != 0 else "0.6"
         tt = _unwrap_breaks(t[:, i])
@@ -102,9 +110,64 @@ def spike_paths(ax, t: np.ndarray, r: np.ndarray, *, truth_t: np.ndarray | None 
         ax.plot(t[-1, i], r[-1, i], "o", color=c, ms=3.5)
     ax.plot(t[0], r[0], "|", color="0.4", ms=6, label="initialization μ0 (r = 0)")
     if truth_t is not None:
-        for k, tk in enumerate(np.asarray(truth_t, dtype=float)):
+        truth_t = np.asarray(truth_t, dtype=float)
+        for k, tk in enumerate(truth_t):
             c = _sign_color(truth_a[k]) if truth_a is not None else "k"
-            ax.axvline(tk, color=c, ls="--", lw=0.9, alpha=0.8)
+            ax.axvline(tk, color=c, ls="--", lw=0.9, alpha=0.5)
         ax.plot([], [], "--", color="0.3", label="true spike position")
+    if truth_t is not None and truth_a is not None:
+        ta = np.asarray(truth_a, dtype=float)
+        for tk, ak in zip(truth_t, ta):
+            ax.plot(tk, ak, "D", color=_sign_color(ak), mec="k", ms=7, mew=0.6, zorder=4)
+        ax.plot([], [], "D", color="0.5", mec="k", ms=6, label="true spike (t_k, a_k)")
+        if tolerance is not None:
+            d = np.abs(t[-1][:, None] - truth_t[None, :]) % 1.0
+            near = (np.minimum(d, 1.0 - d) <= tolerance) & (np.sign(r[-1])[:, None] == np.sign(ta)[None, :])
+            gathered = (r[-1][:, None] * near).sum(axis=0)
+            ax.plot(truth_t, gathered, "o", mfc="none", mec="k", ms=12, mew=1.2, zorder=5,
+                    label=f"amplitude within {tolerance:.3g}, summed")
     ax.axhline(0, color="0.8", lw=0.5, zorder=0)
     ax.set_xlim(0, 1)
+
+
+def ray_mass_panel(ax, teacher: np.ndarray, teacher_mass: np.ndarray, student_mass: np.ndarray,
+                   final: np.ndarray | None = None, *, degrees: float = 5.0):
+    """The student's mass on each teacher ray against the teacher's, in the plane.
+
+    teacher        (k, 3) teacher units (w₁, w₂, a*): their directions u_k = w*_k/|w*_k|
+    teacher_mass   (k,) the teacher's signed mass a*_k|w*_k|/m0 on each ray: a star at
+                   |mass|·u_k, coloured by sign
+    student_mass   (k,) the student's signed mass on the ray (units within ``degrees`` of u_k
+                   with the same sign): a hollow circle at |mass|·u_k
+    final          (m, 3) the final units, each drawn as a small dot at (|a_i||w_i|/m)·u_i
+                   (its own mass), so that the mass off the rays shows too
+    """
+    T = np.asarray(teacher, dtype=float)
+    U = T[:, :2] / np.linalg.norm(T[:, :2], axis=1, keepdims=True)
+    tm, sm = np.abs(np.asarray(teacher_mass, dtype=float)), np.abs(np.asarray(student_mass, dtype=float))
+    reach = max(tm.max(), sm.max(), 1e-12)
+    if final is not None:
+        P = np.asarray(final, dtype=float)
+        mass = np.abs(P[:, 2]) * np.linalg.norm(P[:, :2], axis=1) / len(P)
+        n = np.linalg.norm(P[:, :2], axis=1)
+        pts = P[:, :2] / np.where(n > 0, n, 1.0)[:, None] * mass[:, None]
+        ax.scatter(pts[:, 0], pts[:, 1], s=8, c=[_sign_color(v) for v in P[:, 2]], alpha=0.6, zorder=3,
+                   label="one unit: (|a||w|/m)·w/|w|")
+        reach = max(reach, mass.max())
+    extent = 1.25 * reach
+    for k in range(len(T)):
+        c = _sign_color(T[k, 2])
+        ax.plot([0, extent * U[k, 0]], [0, extent * U[k, 1]], ls="--", color=c, lw=0.8, alpha=0.7)
+        for side in (-1, 1):  # the ±degrees cone around the ray
+            a = np.arctan2(U[k, 1], U[k, 0]) + side * np.radians(degrees)
+            ax.plot([0, extent * np.cos(a)], [0, extent * np.sin(a)], ls=":", color=c, lw=0.6, alpha=0.5)
+        ax.plot(*(tm[k] * U[k]), "*", color=c, ms=14, mec="k", mew=0.6, zorder=4)
+        ax.plot(*(sm[k] * U[k]), "o", mfc="none", mec="k", ms=13, mew=1.3, zorder=5)
+    ax.plot([], [], "*", color="0.5", mec="k", ms=10, label="teacher: |a*||w*|/m0 on its ray")
+    ax.plot([], [], "o", mfc="none", mec="k", ms=10, label=f"student: Σ |a||w|/m within {degrees:g}°")
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.axhline(0, color="0.85", lw=0.5, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.5, zorder=0)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper right")

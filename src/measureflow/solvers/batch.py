@@ -20,9 +20,13 @@ from .state import RunConfig, empty_recorder, to_result
 from .steps import power_iterations, step_from
 
 
+_AXIS = "runs"  # the vmap axis of a batch: the loop's branches test "any run" over it
+
+
 def _run_many(problems, states, recorders, controls, config, shared_problem):
     one = lambda pr, st, rec: run(pr, st, rec, controls, config)  # noqa: E731
-    return jax.vmap(one, in_axes=(None if shared_problem else 0, 0, 0))(problems, states, recorders)
+    return jax.vmap(one, in_axes=(None if shared_problem else 0, 0, 0), axis_name=config.batch_axis)(
+        problems, states, recorders)
 
 
 _run_many_jit = jax.jit(_run_many, static_argnames=("config", "shared_problem"))
@@ -137,7 +141,8 @@ def solve_batch(problems, particles, method="gd", step=None, iterations: int = 1
         else:
             for b in missing:
                 steps[b] = float(rule.default_step)
-    config = RunConfig(rule, geom, batch_size, halve, track_stationarity=batch_size is None or tol is not None)
+    config = RunConfig(rule, geom, batch_size, halve, track_stationarity=batch_size is None or tol is not None,
+                       batch_axis=_AXIS)
     # one initial state, broadcast: the rule's state is built on the first run's particles
     # (its shapes are those of every run: they are padded to one m)
     template = initial_state(problems_list[0], Particles.unchecked(jnp.asarray(positions[0]), jnp.asarray(weights[0])),

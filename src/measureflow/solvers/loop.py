@@ -53,6 +53,17 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
     geom = config.geometry.resolve(problem)  # binds data-dependent metric constants (traced)
     key = state.key
     full_batch = config.batch_size is None
+    # a sampler's held-out set is drawn once per call, not at every record (the draw costs
+    # more than the pass over it); None: the exact population risk, or the full data
+    held_out = None if full_batch or problem.has_exact_risk else problem.data.evaluation_set()
+
+    def anywhere(pred):
+        """``pred`` of any run of a vmapped batch (``config.batch_axis``): a lax.cond on it
+        stays a branch under vmap, where a per-run predicate makes a select computing both
+        sides at every step; the branch then writes per run where ``pred`` holds."""
+        if config.batch_axis is None:
+            return pred
+        return jax.lax.pmax(pred.astype(jnp.int32), config.batch_axis) > 0
 
     def field_at(parts, batch) -> Field:
         f = problem.field(parts, batch, smooth_only=rule.smooth_only, first_variation=rule.needs_first_variation)
@@ -64,26 +75,28 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
     def _value_and_stationarity(f, st):
         return f.value, stationarity(st.particles, f, st.step)
 
-    def snapshot(rec, ns, t, parts):
+    def snapshot(rec, ns, t, parts, active):
         """Write the particles into snapshot slot ns if it is due at t; returns the recorder
         and the next slot."""
         snaps = rec.snapshot_iterations
         if snaps.shape[0] == 0:
             return rec, ns
         j = jnp.minimum(ns, snaps.shape[0] - 1)
-        hit = snaps[j] == t
+        hit = (snaps[j] == t) & active
 
-        def write(r):  # a branch, not a masked write: that would copy the whole buffer
+        def write(r):  # a branch, not a masked write of the buffer at every step: that copies it
+            put = lambda a, v: a.at[j].set(jnp.where(hit, v, a[j]))  # noqa: E731
             return Recorder(r.history, r.stationarity, r.history_iterations, r.count,
-                            r.trajectory.at[j].set(parts.positions), r.trajectory_weights.at[j].set(parts.weights),
+                            put(r.trajectory, parts.positions), put(r.trajectory_weights, parts.weights),
                             r.snapshot_iterations)
 
-        return jax.lax.cond(hit, write, lambda r: r, rec), ns + hit.astype(ns.dtype)
+        return jax.lax.cond(anywhere(hit), write, lambda r: r, rec), ns + hit.astype(ns.dtype)
 
     def body(carry):
         st, prev, rec, ns = carry
         t = st.iteration
-        rec, ns = snapshot(rec, ns, t, st.particles)
+        active = st.status == RUNNING  # False for the finished runs of a batch, carried along
+        rec, ns = snapshot(rec, ns, t, st.particles, active)
         step_key = jax.random.fold_in(key, t)
         f = field_at(st.particles, None if full_batch else minibatch(problem, step_key, config.batch_size))
         grid = t % st.history_every == 0
@@ -93,10 +106,12 @@ def run(problem: Problem, state: SolverState, recorder: Recorder, controls: Cont
         if full_batch:
             F, S = f.value, stationarity(st.particles, f, st.step)
         elif config.track_stationarity:  # minibatch runs: F and S on the full data / population
-            F, S = jax.lax.cond(is_record, lambda: _value_and_stationarity(field_at(st.particles, None), st),
+            F, S = jax.lax.cond(anywhere(is_record & active),
+                                lambda: _value_and_stationarity(field_at(st.particles, held_out), st),
                                 lambda: (jnp.zeros_like(f.value), jnp.zeros_like(f.value)))
         else:  # F only (a forward pass): S is needed by the stop rule alone
-            F = jax.lax.cond(is_record, lambda: problem.objective(st.particles), lambda: jnp.zeros_like(f.value))
+            F = jax.lax.cond(anywhere(is_record & active), lambda: problem.objective(st.particles, held_out),
+                             lambda: jnp.zeros_like(f.value))
             S = jnp.full_like(F, jnp.nan)
         # masked scalar writes: cheaper than a branch per step
         i = jnp.where(is_record, rec.count, rec.history.shape[0] - 1)

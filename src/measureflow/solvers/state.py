@@ -70,13 +70,15 @@ class Recorder:
 class RunConfig:
     """The static (compile-time) part of a run: the rule, the metric, the minibatch size,
     whether the step is halved when F rises, and whether minibatch runs compute the
-    stationarity on the full data at record points (a full pass: only when ``tol`` asks)."""
+    stationarity on the full data at record points (a full pass: only when ``tol`` asks), and
+    the name of the vmap axis when the loop runs as one of a batch (``mf.solve_batch``)."""
 
     rule: object
     geometry: object
     batch_size: int | None = None
     halve_on_increase: bool = False
     track_stationarity: bool = True
+    batch_axis: str | None = None
 
 
 @pytree_dataclass
