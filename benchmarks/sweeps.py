@@ -5,7 +5,7 @@ Runs: the particle flow of ``measureflow.experiments.excess_loss``'s "quick" pre
 ReLU teacher (d = 5, 4 teacher units, n = 500, widths m ∈ {2, …, 64}, 5 seeds — each seed
 its own teacher, data and μ0, default step), with fewer iterations in ``--quick`` mode.
 Built and run with the experiment's own cell functions (``cell_config``,
-``build_problem``, ``_flow``). Three ways to run the 30 runs:
+``build_problem``, ``cells._flow``). Three ways to run the 30 runs:
 
 - one by one   ``_flow(batched=False)`` per cell: ``mf.solve`` per seed
 - per cell     ``_flow(batched=True)`` per cell: one ``mf.solve_batch`` over the 5 seeds
@@ -62,7 +62,7 @@ def measure(T: int, quick: bool, small: bool) -> list[Row]:
     def by_cell(batched):
         out = []
         for cfg, problems, inits in cells:
-            out += [float(r.history[-1]) for r in el._flow({**cfg, "batched": batched}, problems, inits)]
+            out += [float(r.history[-1]) for r in el.cells._flow({**cfg, "batched": batched}, problems, inits)]
         return out
 
     def padded():

@@ -367,6 +367,14 @@ CASES = [
          lambda t: ["reproduce", "--only", "../etc", "--out", str(t / "r")], None, r"^error: unknown experiment '../etc'; choose from"),
     Case("cli-reproduce-seed", "cli", "reproduce --seed -1", lambda t: ["reproduce", "--seed", "-1", "--out", str(t / "r")],
          None, r"^error: seed=-1 is invalid: it must be >= 0$"),
+    Case("cli-reproduce-set-key", "cli", "reproduce --set with a key the experiment's Params lacks", lambda t: [
+        "reproduce", "--only", "excess_loss", "--preset", "test", "--out", str(t / "r"), "--set",
+        "excess_loss.problems.relu.momentum=0.9"], None,
+         r"^error: excess_loss\.problems\.relu\.momentum: Extra inputs are not permitted \(got 0\.9\)$"),
+    Case("cli-reproduce-set-type", "cli", "reproduce --set with a value of the wrong type", lambda t: [
+        "reproduce", "--only", "excess_loss", "--preset", "test", "--out", str(t / "r"), "--set",
+        "excess_loss.problems.deconvolution.lam=\"big\""], None,
+         r"^error: excess_loss\.problems\.deconvolution\.lam: Input should be a valid number \(got 'big'\)$"),
     Case("cli-plot-missing", "cli", "plot of a missing directory", lambda t: ["plot", str(t / "nothing")],
          None, r"^error: .*nothing' is not a directory written by `measureflow reproduce`$"),
     Case("cli-animate-no-tables", "cli", "animate a directory without trajectory tables", lambda t: ["animate", str(t)],

@@ -88,8 +88,10 @@ def test_wasserstein_periodic_coordinate_and_errors():
 # -- registry and input errors ----------------------------------------------------------------
 
 def test_registry_lists_every_experiment_and_checks_names(tmp_path):
-    assert rp.EXPERIMENTS == ("excess_loss", "trajectories", "first_variation", "mean_field_limit")
-    assert rp.select("trajectories,mean_field_limit") == ["trajectories", "mean_field_limit"]
+    assert set(rp.experiments()) == {"excess_loss", "trajectories", "first_variation", "mean_field_limit"}
+    assert rp.experiments() == ["excess_loss", "trajectories", "first_variation", "mean_field_limit"]  # by ORDER
+    order = rp.experiments()
+    assert rp.select("trajectories,mean_field_limit") == [n for n in order if n in ("trajectories", "mean_field_limit")]
     for name in MINE:
         module = rp.load(name)
         assert module.NAME == name and {"quick", "paper"} <= set(module.PRESETS)
@@ -104,8 +106,74 @@ def test_registry_lists_every_experiment_and_checks_names(tmp_path):
     assert not (tmp_path / "o").exists()  # nothing written before the checks pass
 
 
+DUMMY = '''"""A dummy experiment: this one file is all it takes."""
+from pydantic import BaseModel, ConfigDict
+
+NAME = "{name}"
+TITLE = "Dummy"
+ORDER = {order}
+PRESETS = {{"test": {{"size": 3}}}}
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    size: int
+
+
+def run(out_dir, params, seed, progress):
+    (out_dir / "size.txt").write_text(str(params["size"] + seed))
+
+
+def plot(out_dir):
+    return []
+
+
+def summarize(out_dir):
+    return "size " + (out_dir / "size.txt").read_text()
+'''
+
+
+def test_adding_an_experiment_is_one_module(tmp_path, monkeypatch):
+    import measureflow.experiments as pkg
+    from measureflow.experiments import registry
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "aaa_dummy.py").write_text(DUMMY.format(name="aaa_dummy", order=15))
+    (extra / "zzz_broken.py").write_text(DUMMY.format(name="zzz_broken", order=5).replace("class Params", "class P"))
+    (extra / "not_one.py").write_text("NAME = 'something_else'\n")  # NAME must be the module's name
+    monkeypatch.setattr(pkg, "__path__", list(pkg.__path__) + [str(extra)])
+    monkeypatch.setattr(sys, "path", sys.path + [str(extra)])
+    names = rp.experiments()
+    assert names.index("zzz_broken") < names.index("excess_loss") < names.index("aaa_dummy")  # by ORDER
+    assert "not_one" not in names
+    summary = rp.reproduce(tmp_path / "o", "test", only=["aaa_dummy"])
+    assert summary.ran == ("aaa_dummy",) and (tmp_path / "o" / "aaa_dummy" / "size.txt").read_text() == "3"
+    assert "size 3" in (tmp_path / "o" / "report.md").read_text()
+    with pytest.raises(mf.ValidationError, match=r"^aaa_dummy\.size: Input should be a valid integer"):
+        rp.reproduce(tmp_path / "p", "test", only=["aaa_dummy"], settings=["aaa_dummy.size=\"3\""])
+    with pytest.raises(mf.ValidationError, match=r"^aaa_dummy\.colour: Extra inputs are not permitted"):
+        rp.reproduce(tmp_path / "p", "test", only=["aaa_dummy"], settings=["aaa_dummy.colour=1"])
+    with pytest.raises(mf.ValidationError, match="zzz_broken lacks Params"):
+        rp.reproduce(tmp_path / "p", "test", only=["zzz_broken"])
+    assert not (tmp_path / "p").exists()
+    registry._TASKS.pop("aaa_dummy.x", None)
+
+
+def test_experiment_tasks_are_found_without_imports():
+    from measureflow.experiments import registry
+
+    registry._TASKS.pop("excess_loss.cell", None)
+    assert registry.get_task("excess_loss.cell").name == "excess_loss.cell"  # imports the experiment
+    with pytest.raises(mf.ValidationError, match="is not registered"):
+        registry.get_task("excess_loss.nope")
+
+
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
+    (["reproduce", "--set", "nope.x=1"], "unknown experiment 'nope'"),
+    (["reproduce", "--only", "excess_loss", "--preset", "test", "--set", "excess_loss.problems.relu.m=3"],
+     "excess_loss.problems.relu.m: Input should be a valid list (got 3)"),
     (["reproduce", "--preset", "huge", "--only", "trajectories"], "unknown preset 'huge'"),
     (["reproduce", "--out", "{file}", "--only", "trajectories"], "is a file, not a directory"),
     (["plot", "{empty}"], "holds no reproduced experiment"),

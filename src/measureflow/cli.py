@@ -104,11 +104,13 @@ def reproduce_command(
     force: bool = typer.Option(False, "--force", help="Rerun experiments already up to date in --out."),
     jobs: int = typer.Option(1, "--jobs", help="Experiments run side by side, each in its own process."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    settings: list[str] = typer.Option(None, "--set", help="Change one preset key, NAME.key.key=VALUE (VALUE as "
+                                       "JSON), e.g. excess_loss.problems.relu.m=[3,25] (repeatable)."),
 ):
     """Run the experiments: figures (PNG, PDF, GIF), tables (CSV), config.json, report.md and report.html in --out."""
     from .experiments.reproduce import reproduce
 
-    summary = reproduce(out, preset, only, seed, force=force, progress=progress, jobs=jobs)
+    summary = reproduce(out, preset, only, seed, settings=settings, force=force, progress=progress, jobs=jobs)
     for name in summary.skipped:
         typer.echo(f"{name}: up to date, figures redrawn (--force reruns it)", err=True)
     total = sum(summary.wall_time.values())

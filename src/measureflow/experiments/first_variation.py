@@ -33,6 +33,7 @@ from .params import parse
 from .tables import read_table, write_table
 
 NAME = "first_variation"
+ORDER = 30  # place in the report (experiments.registry)
 TITLE = "First variation at initialization"
 
 

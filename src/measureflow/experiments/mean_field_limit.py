@@ -34,6 +34,7 @@ from .params import parse
 from .tables import read_table, write_table
 
 NAME = "mean_field_limit"
+ORDER = 40  # place in the report (experiments.registry)
 TITLE = "Many-particle limit"
 
 

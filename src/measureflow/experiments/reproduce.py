@@ -8,11 +8,12 @@
     DIR/report.md             every figure with a one-paragraph reading of it
     DIR/report.html           the same page, self-contained (figures embedded), for a browser
 
-An experiment is a module ``measureflow.experiments.<name>`` with ``NAME``, ``TITLE``,
-``PRESETS`` (name → JSON-able parameters), ``run(out_dir, params, seed, progress)``,
-``plot(out_dir) -> [paths]`` and ``summarize(out_dir) -> str``, and optionally
-``animate(out_dir, fps=, frames=, seconds=) -> [GIF paths]`` with ``ANIMATIONS`` (the GIFs'
-stems, in report order) and ``has_tables(out_dir)``. An experiment whose
+An experiment is a module or package ``measureflow.experiments.<name>`` that declares
+``NAME`` (found without importing it; see :mod:`measureflow.experiments.registry` for the
+contract: ``TITLE``, ``ORDER``, ``PRESETS``, ``Params``, ``run``, ``plot``, ``summarize``,
+optionally ``animate``/``ANIMATIONS``/``has_tables``). Every preset entry, override and
+``--set NAME.key=VALUE`` is validated by the experiment's ``Params`` before any work: a bad
+key is one line naming it (``excess_loss.problems.relu.m: ...``). An experiment whose
 ``run.json`` already records the same parameters, seed and package version is not rerun
 (``force=True`` reruns it); its figures are redrawn. With ``jobs > 1`` the experiments run
 side by side in fresh worker processes (most of their time is single-threaded compilation);
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import importlib
-import importlib.util
 import json
 import multiprocessing
 import pathlib
@@ -35,60 +34,85 @@ from typing import Callable
 from .._version import __version__
 from ..errors import ValidationError
 from ..validation import check_int
+from . import registry
 
-#: The experiments, in report order (each module is imported only when used).
-EXPERIMENTS = ("excess_loss", "trajectories", "first_variation", "mean_field_limit")
-_CONTRACT = ("NAME", "TITLE", "PRESETS", "run", "plot", "summarize")
 RUN_RECORD = "run.json"
 
 
-# -- the registry ---------------------------------------------------------------------------
+# -- the registry (measureflow.experiments.registry) ----------------------------------------
 
-def _module_name(name: str) -> str:
-    return f"{__package__}.{name}"
-
-
-def _check_name(name) -> str:
-    if name not in EXPERIMENTS:
-        raise ValidationError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
-    return name
+def experiments() -> list[str]:
+    """Every experiment, in report order (found by :func:`registry.discover`)."""
+    return registry.discover()
 
 
 def installed() -> list[str]:
-    """The registered experiments whose modules are present, in report order."""
-    return [n for n in EXPERIMENTS if importlib.util.find_spec(_module_name(n)) is not None]
+    """The experiments present, in report order (kept for callers of the old name)."""
+    return experiments()
 
 
 def load(name: str):
     """The module of experiment ``name``, checked against the experiment contract."""
-    _check_name(name)
-    if importlib.util.find_spec(_module_name(name)) is None:
-        raise ValidationError(f"experiment {name!r} is registered but its module {_module_name(name)} is not installed")
-    module = importlib.import_module(_module_name(name))
-    missing = [a for a in _CONTRACT if not hasattr(module, a)]
-    if missing:
-        raise ValidationError(f"experiment module {module.__name__} lacks {', '.join(missing)}")
-    return module
+    return registry.load(name)
 
 
 def select(only=None) -> list[str]:
     """The experiments to run: ``only`` (names, or comma-separated strings), checked against
-    the registry, in report order; ``None``: every installed experiment."""
+    the registry, in report order; ``None``: every experiment."""
     if not only:
-        return installed()
+        return experiments()
     if isinstance(only, str):
         only = [only]
     names = [n.strip() for item in only for n in str(item).split(",") if n.strip()]
     for n in names:
-        _check_name(n)
-    return [n for n in EXPERIMENTS if n in names]
+        registry.check_name(n)
+    return [n for n in experiments() if n in names]
 
 
-def resolve_params(names: list[str], preset: str, overrides: dict | None = None) -> dict[str, dict]:
-    """Each experiment's parameters for ``preset`` (``overrides[name]`` replaces them)."""
+def parse_settings(settings) -> dict[str, dict]:
+    """``--set`` values ``NAME.path.to.key=VALUE`` as {NAME: [(path, value), ...]}: VALUE is
+    read as JSON (``3``, ``[3, 4]``, ``true``, ``"x"``), else taken as a string."""
+    out: dict[str, list] = {}
+    for item in settings or ():
+        if not isinstance(item, str) or "=" not in item:
+            raise ValidationError(f"--set {item!r} must read NAME.key=VALUE (e.g. excess_loss.seeds=3)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ValidationError(f"--set {item!r}: the key must be <experiment>.<key>[.<key>...], got {key!r}")
+        registry.check_name(parts[0])
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(parts[0], []).append((parts[1:], value))
+    return out
+
+
+def _apply(params: dict, changes) -> dict:
+    """A deep copy of ``params`` with each (path, value) set (missing mappings created)."""
+    params = json.loads(json.dumps(params))
+    for path, value in changes:
+        node = params
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return params
+
+
+def resolve_params(names: list[str], preset: str, overrides: dict | None = None, settings=None) -> dict[str, dict]:
+    """Each experiment's parameters for ``preset`` (``overrides[name]`` replaces them, then
+    the ``--set`` ``settings`` change single keys), each validated by the experiment's
+    ``Params`` before any work."""
     if not isinstance(preset, str):
         raise ValidationError(f"preset must be a name such as 'quick', got {preset!r}")
     overrides = overrides or {}
+    changes = parse_settings(settings)
+    unused = sorted(set(changes) - set(names))
+    if unused:
+        raise ValidationError(f"--set for {', '.join(unused)}, which this run does not include (see --only)")
     params = {}
     for n in names:
         module = load(n)
@@ -99,7 +123,13 @@ def resolve_params(names: list[str], preset: str, overrides: dict | None = None)
         else:
             raise ValidationError(f"unknown preset {preset!r} for experiment {n!r}; its presets are "
                                   f"{', '.join(module.PRESETS)}")
-    json.dumps(params)  # presets must be JSON-able (they go to config.json)
+        if n in changes:
+            params[n] = _apply(params[n], changes[n])
+        registry.validate_params(n, params[n])
+    try:
+        json.dumps(params)  # presets must be JSON-able (they go to config.json)
+    except TypeError as exc:
+        raise ValidationError(f"parameters must be JSON-able: {exc}") from None
     return params
 
 
@@ -247,12 +277,13 @@ def _run_parallel(todo: list[str], out: pathlib.Path, params: dict, seed: int, j
 
 
 def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *, params: dict | None = None,
-              force: bool = False, progress: bool = False, jobs: int = 1) -> Summary:
+              settings=None, force: bool = False, progress: bool = False, jobs: int = 1) -> Summary:
     """Run the selected experiments into ``out`` (see the module docstring).
 
     preset   a preset name every selected experiment defines ("quick", "paper")
     only     experiment names (default: all installed)
     params   {name: parameters} replacing the preset for those experiments
+    settings ``["NAME.key.key=VALUE", ...]`` (``--set``): single keys changed after that
     force    rerun experiments whose ``run.json`` says they are up to date
     progress show rich progress bars on stderr
     jobs     experiments run at the same time, each in its own process (1: in this one)
@@ -262,8 +293,8 @@ def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *,
     jobs = check_int("jobs", jobs, minimum=1)
     names = select(only)
     if not names:
-        raise ValidationError("no experiment to run: none of the registered experiments is installed")
-    params_by_name = resolve_params(names, preset, params)  # every check before any work
+        raise ValidationError("no experiment to run: no module of measureflow.experiments declares NAME")
+    params_by_name = resolve_params(names, preset, params, settings)  # every check before any work
     out.mkdir(parents=True, exist_ok=True)
     records = {n: _record(params_by_name[n], seed, preset) for n in names}
     skipped = [n for n in names if not force and _up_to_date(out / n, records[n])]
@@ -301,7 +332,7 @@ def reproduce(out="results", preset: str = "quick", only=None, seed: int = 0, *,
 def present(out) -> list[str]:
     """The experiments that have a completed run (``run.json``) under ``out``."""
     out = pathlib.Path(out)
-    return [n for n in EXPERIMENTS if (out / n / RUN_RECORD).is_file()]
+    return [n for n in experiments() if (out / n / RUN_RECORD).is_file()]
 
 
 def plot_directory(out) -> dict[str, list[pathlib.Path]]:
@@ -332,8 +363,7 @@ def animate_directory(out, *, fps: int | None = None, frames: int | None = None,
     if not out.is_dir():
         raise ValidationError(f"{str(out)!r} is not a directory written by `measureflow reproduce`")
     options = {"fps": fps, "frames": frames, "seconds": seconds}
-    animated = [n for n in EXPERIMENTS if importlib.util.find_spec(_module_name(n)) is not None
-                and hasattr(load(n), "animate")]
+    animated = [n for n in experiments() if hasattr(load(n), "animate")]
     inside = {n: out / n for n in animated if load(n).has_tables(out / n)}
     if inside:
         written = {n: load(n).animate(d, **options) for n, d in inside.items()}

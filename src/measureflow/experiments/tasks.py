@@ -24,25 +24,26 @@ under a name together with a pydantic model of its configuration::
   the run as failed with the error message and goes on.
 
 Tasks must be importable by name in every worker process: define them in a module and
-list that module under ``imports:`` in the sweep spec (built-in tasks need nothing).
+list that module under ``imports:`` in the sweep spec (built-in tasks need nothing, nor do
+an experiment's tasks named ``<experiment>.<task>``: the registry,
+:mod:`measureflow.experiments.registry`, imports the experiment on first use).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import re
 import time
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..errors import InputTypeError, ValidationError
+from .registry import Task, available_tasks, describe_pydantic_error, get_task, register_task
 
 __all__ = ["TaskConfig", "Task", "register_task", "get_task", "available_tasks", "run_task",
            "describe_pydantic_error"]
@@ -56,69 +57,7 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """A registered task: ``name``, the function, and its configuration model."""
-
-    name: str
-    fn: Callable[[dict], tuple]
-    config_model: type[BaseModel]
-
-    def validate(self, config: dict, *, locate: Callable[[tuple], str] | None = None) -> dict:
-        """The normalized configuration (defaults filled in), or a ValidationError that
-        names every bad key: ``locate(loc)`` turns a pydantic location into the path the
-        user wrote (e.g. ``base.step`` or ``grid.m``)."""
-        if not isinstance(config, dict):
-            raise InputTypeError(f"the configuration of task {self.name!r} must be a mapping, got {type(config).__name__}")
-        try:
-            model = self.config_model.model_validate(config)
-        except pydantic.ValidationError as exc:
-            problems = describe_pydantic_error(exc, locate=locate)
-            raise ValidationError(f"invalid configuration for task {self.name!r}: {problems}") from None
-        return model.model_dump(mode="json")
-
-    def __call__(self, config: dict) -> tuple[dict, dict]:
-        return run_task(self, config)
-
-
-_REGISTRY: dict[str, Task] = {}
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def register_task(name: str, *, config: type[BaseModel]):
-    """Decorator: register ``fn(config) -> (metrics, arrays)`` under ``name`` with the
-    pydantic model ``config`` that validates its run configuration."""
-    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        raise ValidationError(f"task name {name!r} must be a non-empty string of letters, digits, '_', '-', '.'")
-    if not (isinstance(config, type) and issubclass(config, BaseModel)):
-        raise InputTypeError(f"config= must be a pydantic model class (e.g. a TaskConfig subclass), got {config!r}")
-
-    def decorator(fn):
-        if not callable(fn):
-            raise InputTypeError(f"a task must be callable, got {type(fn).__name__}")
-        old = _REGISTRY.get(name)
-        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
-            raise ValidationError(
-                f"task {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}; pick another name")
-        _REGISTRY[name] = Task(name, fn, config)  # re-registration (module reload) replaces
-        return fn
-
-    return decorator
-
-
-def get_task(name: str) -> Task:
-    """The task registered under ``name`` (ValidationError listing the known ones)."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ValidationError(
-            f"task={name!r} is not registered (known tasks: {known}); a task defined in your own "
-            "module must be listed under `imports:` in the sweep spec") from None
-
-
-def available_tasks() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
 
 
 def run_task(task: Task | str, config: dict) -> tuple[dict, dict]:
@@ -160,30 +99,6 @@ def _array(value, name) -> np.ndarray:
     if arr.dtype == object:
         raise InputTypeError(f"array {name!r} has dtype object; the results store keeps numeric arrays only (no pickle)")
     return arr
-
-
-def describe_pydantic_error(exc: pydantic.ValidationError, *, locate: Callable[[tuple], str] | None = None) -> str:
-    """One line per problem: ``path: message (got value)``."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err.get("loc", ()))
-        path = locate(loc) if locate is not None else _dotted(loc)
-        msg = err.get("msg", "invalid")
-        got = "" if err.get("type") == "missing" else f" (got {_short(err.get('input'))})"
-        lines.append(f"{path or '<root>'}: {msg}{got}")
-    return "; ".join(lines)
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------------------------------

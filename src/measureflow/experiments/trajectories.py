@@ -59,6 +59,7 @@ from .params import parse
 from .tables import paths_array, paths_table, read_table, write_table
 
 NAME = "trajectories"
+ORDER = 20  # place in the report (experiments.registry)
 TITLE = "Particle trajectories"
 
 RUNS = ("deconvolution", "relu_gd", "relu_sgd")
