@@ -28,7 +28,6 @@ Tasks: ``excess_loss.cell`` (one cell; config :class:`CellConfig`) and ``excess_
 from __future__ import annotations
 
 import copy
-import dataclasses
 import threading
 import time
 from typing import Annotated, Literal, Union
@@ -340,7 +339,7 @@ def _flow(cfg, problems, inits):
             for b, r in enumerate(out):
                 if r.status == "max_iterations":
                     try:
-                        out[b] = mf.solve(problems[b], _unbatched(r), iterations=T - first, **cont)
+                        out[b] = mf.solve(problems[b], r, iterations=T - first, **cont)
                     except mf.DivergenceError as err:
                         out[b] = err.result
         return out
@@ -352,15 +351,6 @@ def _flow(cfg, problems, inits):
         except mf.DivergenceError as err:  # recorded as diverged, like solve_batch does
             out.append(err.result)
     return out
-
-
-def _unbatched(result):
-    """A ``solve_batch`` Result as one to continue alone: its static config without the vmap
-    axis name (``RunConfig.batch_axis``; continuing it unchanged outside the vmap fails)."""
-    config = result.config
-    if getattr(config, "batch_axis", None) is None:
-        return result
-    return dataclasses.replace(result, config=dataclasses.replace(config, batch_axis=None))
 
 
 def _padded_histories(flows) -> tuple[np.ndarray, np.ndarray]:
