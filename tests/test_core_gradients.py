@@ -100,6 +100,27 @@ def test_loss_derivative(name):
     assert rel_err(d, fd) < 1e-6
 
 
+@pytest.mark.parametrize("name", ["square", "logistic"])
+def test_loss_curvature_is_the_sup_of_the_second_derivative(name):
+    """Loss.curvature = sup_f ∂₁²ℓ(f, y) (the default step relies on it): the largest central
+    second difference over a fine grid of f, for both labels."""
+    loss = mf.losses.get(name)
+    f, h = np.linspace(-6, 6, 1201), 1e-4
+    second = [(np.asarray(loss(jnp.asarray(f + h), y)) - 2 * np.asarray(loss(jnp.asarray(f), y))
+               + np.asarray(loss(jnp.asarray(f - h), y))) / h**2 for y in (jnp.ones(f.size), -jnp.ones(f.size))]
+    assert loss.curvature == pytest.approx(np.max(second), rel=1e-5)
+    assert loss.quadratic == (name == "square")
+
+
+def test_losses_are_immutable_and_hashable():
+    """Losses are static parts of a Problem (jit keys): frozen, hashed by value."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mf.losses.square.curvature = 2.0
+    assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
+
+
 def test_logistic_stable_at_large_margins():
     loss = mf.losses.logistic
     for dtype in (jnp.float32, jnp.float64):
