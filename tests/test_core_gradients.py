@@ -121,6 +121,25 @@ def test_losses_are_immutable_and_hashable():
     assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
 
 
+def test_logistic_labels_are_minus_one_and_plus_one():
+    feat = Custom(lambda th, x: th @ x, dim=1, input_dim=1)
+    X = np.ones((4, 1))
+    mf.Problem(feat, "logistic", None, mf.data.Dataset(X, np.array([-1.0, 1.0, 1.0, -1.0]))).check_labels()
+    for bad in ([0.0, 1.0, 1.0, 0.0], [-1.0, 2.0, 1.0, -1.0]):
+        with pytest.raises(mf.ValidationError, match="labels"):
+            mf.Problem(feat, "logistic", None, mf.data.Dataset(X, np.array(bad))).check_labels()
+
+
+def test_regularizer_values_are_their_closed_forms():
+    """V(θ) = λ|θ|² (L2), λ|θ_c| (L1), by hand; a negative λ is refused."""
+    theta = jnp.asarray([0.5, -2.0, 3.0])
+    assert float(mf.L2(0.3).value(theta)) == pytest.approx(0.3 * (0.25 + 4.0 + 9.0), rel=1e-15)
+    assert float(mf.L1(0.3, coordinate=1).value(theta)) == pytest.approx(0.3 * 2.0, rel=1e-15)
+    for reg in (mf.L1, mf.L2):
+        with pytest.raises(mf.ValidationError, match="lam"):
+            reg(-0.1)
+
+
 def test_logistic_stable_at_large_margins():
     loss = mf.losses.logistic
     for dtype in (jnp.float32, jnp.float64):
