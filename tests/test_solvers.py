@@ -98,6 +98,23 @@ def test_splitting_particles_leaves_the_flow_unchanged(method, reg, extra):
     np.testing.assert_allclose(b.trajectory[:, :9], a.trajectory, atol=1e-10)
 
 
+def test_uneven_splitting_leaves_the_flow_unchanged():
+    """Particle 0 split into masses w0/3 and 2w0/3 (the rest unchanged): an even split keeps
+    m·w_i, so it cannot see a velocity scaled by m·w_i instead of 1 (∂F/∂θ_i·m for 1/w_i);
+    an uneven one can: the two pieces must move together, as particle 0 alone."""
+    prob = tanh_problem(mf.L2(1e-2))
+    rng = np.random.default_rng(0)
+    P, w = rng.standard_normal((9, 4)), rng.uniform(0.5, 1.5, 9) / 9
+    mu0 = mf.Particles(P, w)
+    uneven = mf.Particles(np.vstack([P[:1], P]), np.concatenate([[w[0] / 3, 2 * w[0] / 3], w[1:]]))
+    a = mf.solve(prob, mu0, "gd", step=0.3, iterations=200, snapshots=0)
+    b = mf.solve(prob, uneven, "gd", step=0.3, iterations=200, snapshots=0)
+    np.testing.assert_allclose(b.history, a.history, rtol=0, atol=1e-10)
+    Pa, Pb = np.asarray(a.particles.positions), np.asarray(b.particles.positions)
+    np.testing.assert_allclose(Pb[[0, 1]], Pa[[0, 0]], atol=1e-10)
+    np.testing.assert_allclose(Pb[2:], Pa[1:], atol=1e-10)
+
+
 def test_splitting_invariance_with_conic_geometry():
     prob = tanh_problem(mf.L1(1e-2))
     mu0 = mf.init.admissible(prob.feature, 8, key=3)
