@@ -119,6 +119,19 @@ def test_losses_are_immutable_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         mf.losses.square.curvature = 2.0
     assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
+    for reg in (mf.L1(0.1), mf.L2(0.1)):  # regularizers too
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            reg.lam = 0.2
+        assert hash(reg) == hash(dataclasses.replace(reg))
+
+
+def test_l1_coordinate_is_checked_against_the_feature():
+    feat = Custom(lambda th, x: th @ x, dim=3, input_dim=3)
+    assert mf.L1(0.1, coordinate=-1).for_feature(feat).coordinate == 2
+    assert mf.L1(0.1, coordinate=-3).for_feature(feat).coordinate == 0
+    for bad in (3, -4):
+        with pytest.raises(mf.ValidationError, match=rf"coordinate={bad} is out of range .* dim=3 \(valid: 0 to 2\)"):
+            mf.L1(0.1, coordinate=bad).for_feature(feat)
 
 
 def test_logistic_labels_are_minus_one_and_plus_one():
