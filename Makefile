@@ -26,8 +26,9 @@ bench: $(STAMP)
 	uptime || true
 	$(BIN)/python benchmarks/run.py --quick
 
-# Mutation testing of the numerical core (not part of `make test`): about an hour on 2
-# cores; MODULES="losses certificates" for some. Reports in mutation/reports/.
+# Mutation testing of the numerical core (not part of `make test`): a sample of 60 mutants
+# per module (mutation/run.py --help); MODULES="losses certificates" for some.
+# Reports in mutation/reports/.
 mutate: $(STAMP)
 	$(BIN)/python -c "import cosmic_ray" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[mutate]"
 	uptime || true
