@@ -134,6 +134,16 @@ def test_l1_coordinate_is_checked_against_the_feature():
             mf.L1(0.1, coordinate=bad).for_feature(feat)
 
 
+def test_a_callable_is_a_custom_loss_not_assumed_quadratic():
+    fn = lambda f, y: jnp.abs(f - y) ** 3  # noqa: E731
+    loss = mf.losses.get(fn)
+    assert isinstance(loss, mf.losses.Loss) and loss.fn is fn and loss.name == "custom"
+    assert not loss.quadratic and loss.curvature is None and loss.labels is None
+    np.testing.assert_allclose(loss(jnp.asarray([1.0, -1.0]), jnp.asarray([0.5, 0.0])), [0.125, 1.0])
+    with pytest.raises(mf.InputTypeError, match="loss must be 'square', 'logistic', a Loss or a callable, got 5"):
+        mf.losses.get(5)
+
+
 def test_logistic_labels_are_minus_one_and_plus_one():
     feat = Custom(lambda th, x: th @ x, dim=1, input_dim=1)
     X = np.ones((4, 1))
