@@ -144,6 +144,24 @@ def test_a_callable_is_a_custom_loss_not_assumed_quadratic():
         mf.losses.get(5)
 
 
+def test_regularizer_flags_and_custom_checks():
+    """smooth / has_prox as documented, and a Custom V's arguments checked by type."""
+    R = mf.regularizers
+    flags = {"none": R.get(None), "l2": mf.L2(0.1), "l1": mf.L1(0.1), "custom": R.get(lambda th: jnp.sum(th**4)),
+             "custom_prox": R.Custom(jnp.sum, prox_fn=lambda th, step: th, smooth=False)}
+    assert {k: (r.smooth, r.has_prox) for k, r in flags.items()} == {
+        "none": (True, True), "l2": (True, True), "l1": (False, True), "custom": (True, False),
+        "custom_prox": (False, True)}
+    with pytest.raises(mf.InputTypeError, match="prox must be callable"):
+        R.Custom(jnp.sum, prox_fn=5)
+    with pytest.raises(mf.InputTypeError, match="regularizer must be callable, got int"):
+        R.Custom(5)
+    with pytest.raises(mf.ValidationError, match="a non-smooth regularizer needs prox="):
+        R.Custom(jnp.sum, smooth=False)
+    with pytest.raises(mf.InputTypeError, match="regularizer must be None, mf.L2"):
+        R.get(5)
+
+
 def test_logistic_labels_are_minus_one_and_plus_one():
     feat = Custom(lambda th, x: th @ x, dim=1, input_dim=1)
     X = np.ones((4, 1))
