@@ -57,7 +57,8 @@ def old_store(tmp_path):
 
 def test_store_of_the_previous_release_opens_and_reads(old_store):
     with Store(old_store, create=False) as store:
-        assert len(store) == 5 and store.counts() == {"done": 3, "failed": 2}
+        # nonzero counts only: a later release may add statuses (none of them in an old store)
+        assert len(store) == 5 and {k: n for k, n in store.counts().items() if n} == {"done": 3, "failed": 2}
         for rec in store.records():
             task, status, value = STORED[rec.run_id]
             assert (rec.task, rec.status) == (task, status)
@@ -91,7 +92,7 @@ def test_store_of_the_previous_release_resumes(old_store):
     more = run_sweep(grown, old_store, workers=0, progress=False)
     assert (more.done, more.failed, more.skipped) == (1, 0, 2)
     with Store(old_store, create=False) as store:
-        assert len(store) == 6 and store.counts() == {"done": 4, "failed": 2}
+        assert len(store) == 6 and {k: n for k, n in store.counts().items() if n} == {"done": 4, "failed": 2}
         for rec in store.records():
             if rec.run_id in stamps:
                 assert (rec.recorded_at == stamps[rec.run_id]) == (rec.status == "done")
