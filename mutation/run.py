@@ -182,16 +182,16 @@ def summarize(name: str, db: pathlib.Path, baseline: float) -> dict:
 
 def write_summary(rows: list[dict]) -> None:
     lines = ["# Mutation testing summary (cosmic-ray)", "",
-             "| module | killed | survived | timeout | incompetent | skipped | score | baseline s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| module | killed | survived | timeout | incompetent | skipped | not run | score | baseline s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['module']} | error: {r['error']} |||||||")
+            lines.append(f"| {r['module']} | error: {r['error']} ||||||||")
             continue
         denom = r["killed"] + r["survived"]
         score = f"{100 * r['killed'] / denom:.1f}%" if denom else "n/a"
         lines.append(f"| {r['module']} | {r['killed']} | {r['survived']} | {r['timeout']} | {r['incompetent']} | "
-                     f"{r['skipped']} | {score} | {r['baseline_s']} |")
+                     f"{r['skipped']} | {r['pending']} | {score} | {r['baseline_s']} |")
     lines += ["", "Survivors (file:line operator #occurrence; diffs in reports/<module>.txt):", ""]
     for r in rows:
         lines += [f"- {s}" for s in r.get("survivors", [])]

@@ -119,7 +119,7 @@ def test_losses_are_immutable_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         mf.losses.square.curvature = 2.0
     assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
-    for reg in (mf.L1(0.1), mf.L2(0.1)):  # regularizers too
+    for reg in (mf.L1(0.1), mf.L2(0.1), mf.regularizers.NoRegularizer()):  # regularizers too
         with pytest.raises(dataclasses.FrozenInstanceError):
             reg.lam = 0.2
         assert hash(reg) == hash(dataclasses.replace(reg))
@@ -152,6 +152,10 @@ def test_regularizer_flags_and_custom_checks():
     assert {k: (r.smooth, r.has_prox) for k, r in flags.items()} == {
         "none": (True, True), "l2": (True, True), "l1": (False, True), "custom": (True, False),
         "custom_prox": (False, True)}
+    theta = jnp.asarray([1.0, -2.0])
+    np.testing.assert_array_equal(flags["custom_prox"].prox(theta, 0.5), theta)
+    with pytest.raises(mf.ValidationError, match="has no proximal map"):
+        flags["custom"].prox(theta, 0.5)
     with pytest.raises(mf.InputTypeError, match="prox must be callable"):
         R.Custom(jnp.sum, prox_fn=5)
     with pytest.raises(mf.InputTypeError, match="regularizer must be callable, got int"):
