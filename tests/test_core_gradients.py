@@ -119,7 +119,7 @@ def test_losses_are_immutable_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         mf.losses.square.curvature = 2.0
     assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
-    for reg in (mf.L1(0.1), mf.L2(0.1), mf.regularizers.NoRegularizer()):  # regularizers too
+    for reg in (mf.L1(0.1), mf.L2(0.1), mf.regularizers.NoRegularizer(), mf.regularizers.Custom(jnp.sum)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             reg.lam = 0.2
         assert hash(reg) == hash(dataclasses.replace(reg))
@@ -152,6 +152,11 @@ def test_regularizer_flags_and_custom_checks():
     assert {k: (r.smooth, r.has_prox) for k, r in flags.items()} == {
         "none": (True, True), "l2": (True, True), "l1": (False, True), "custom": (True, False),
         "custom_prox": (False, True)}
+    class Quartic(R.Regularizer):  # a user subclass: smooth, no prox unless it defines one
+        def value(self, theta):
+            return jnp.sum(theta**4)
+
+    assert (Quartic().smooth, Quartic().has_prox) == (True, False)
     theta = jnp.asarray([1.0, -2.0])
     np.testing.assert_array_equal(flags["custom_prox"].prox(theta, 0.5), theta)
     with pytest.raises(mf.ValidationError, match="has no proximal map"):
