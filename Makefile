@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench docs clean
+.PHONY: demo test test-all bench docs clean mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ bench: $(STAMP)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
 	uptime || true
 	$(BIN)/python benchmarks/run.py --quick
+
+# Mutation testing of the numerical core (not part of `make test`): a sample of 60 mutants
+# per module (mutation/run.py --help); MODULES="losses certificates" for some.
+# Reports in mutation/reports/.
+mutate: $(STAMP)
+	$(BIN)/python -c "import cosmic_ray" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[mutate]"
+	uptime || true
+	$(BIN)/python mutation/run.py --jobs 2 $(MODULES)
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -100,6 +100,96 @@ def test_loss_derivative(name):
     assert rel_err(d, fd) < 1e-6
 
 
+@pytest.mark.parametrize("name", ["square", "logistic"])
+def test_loss_curvature_is_the_sup_of_the_second_derivative(name):
+    """Loss.curvature = sup_f ∂₁²ℓ(f, y) (the default step relies on it): the largest central
+    second difference over a fine grid of f, for both labels."""
+    loss = mf.losses.get(name)
+    f, h = np.linspace(-6, 6, 1201), 1e-4
+    second = [(np.asarray(loss(jnp.asarray(f + h), y)) - 2 * np.asarray(loss(jnp.asarray(f), y))
+               + np.asarray(loss(jnp.asarray(f - h), y))) / h**2 for y in (jnp.ones(f.size), -jnp.ones(f.size))]
+    assert loss.curvature == pytest.approx(np.max(second), rel=1e-5)
+    assert loss.quadratic == (name == "square")
+
+
+def test_losses_are_immutable_and_hashable():
+    """Losses are static parts of a Problem (jit keys): frozen, hashed by value."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mf.losses.square.curvature = 2.0
+    assert hash(mf.losses.square) == hash(dataclasses.replace(mf.losses.square))
+    for reg in (mf.L1(0.1), mf.L2(0.1), mf.regularizers.NoRegularizer(), mf.regularizers.Custom(jnp.sum)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            reg.lam = 0.2
+        assert hash(reg) == hash(dataclasses.replace(reg))
+
+
+def test_l1_coordinate_is_checked_against_the_feature():
+    feat = Custom(lambda th, x: th @ x, dim=3, input_dim=3)
+    assert mf.L1(0.1, coordinate=-1).for_feature(feat).coordinate == 2
+    assert mf.L1(0.1, coordinate=-3).for_feature(feat).coordinate == 0
+    for bad in (3, -4):
+        with pytest.raises(mf.ValidationError, match=rf"coordinate={bad} is out of range .* dim=3 \(valid: 0 to 2\)"):
+            mf.L1(0.1, coordinate=bad).for_feature(feat)
+
+
+def test_a_callable_is_a_custom_loss_not_assumed_quadratic():
+    fn = lambda f, y: jnp.abs(f - y) ** 3  # noqa: E731
+    loss = mf.losses.get(fn)
+    assert isinstance(loss, mf.losses.Loss) and loss.fn is fn and loss.name == "custom"
+    assert not loss.quadratic and loss.curvature is None and loss.labels is None
+    np.testing.assert_allclose(loss(jnp.asarray([1.0, -1.0]), jnp.asarray([0.5, 0.0])), [0.125, 1.0])
+    with pytest.raises(mf.InputTypeError, match="loss must be 'square', 'logistic', a Loss or a callable, got 5"):
+        mf.losses.get(5)
+
+
+def test_regularizer_flags_and_custom_checks():
+    """smooth / has_prox as documented, and a Custom V's arguments checked by type."""
+    R = mf.regularizers
+    flags = {"none": R.get(None), "l2": mf.L2(0.1), "l1": mf.L1(0.1), "custom": R.get(lambda th: jnp.sum(th**4)),
+             "custom_prox": R.Custom(jnp.sum, prox_fn=lambda th, step: th, smooth=False)}
+    assert {k: (r.smooth, r.has_prox) for k, r in flags.items()} == {
+        "none": (True, True), "l2": (True, True), "l1": (False, True), "custom": (True, False),
+        "custom_prox": (False, True)}
+    class Quartic(R.Regularizer):  # a user subclass: smooth, no prox unless it defines one
+        def value(self, theta):
+            return jnp.sum(theta**4)
+
+    assert (Quartic().smooth, Quartic().has_prox) == (True, False)
+    theta = jnp.asarray([1.0, -2.0])
+    np.testing.assert_array_equal(flags["custom_prox"].prox(theta, 0.5), theta)
+    with pytest.raises(mf.ValidationError, match="has no proximal map"):
+        flags["custom"].prox(theta, 0.5)
+    with pytest.raises(mf.InputTypeError, match="prox must be callable"):
+        R.Custom(jnp.sum, prox_fn=5)
+    with pytest.raises(mf.InputTypeError, match="regularizer must be callable, got int"):
+        R.Custom(5)
+    with pytest.raises(mf.ValidationError, match="a non-smooth regularizer needs prox="):
+        R.Custom(jnp.sum, smooth=False)
+    with pytest.raises(mf.InputTypeError, match="regularizer must be None, mf.L2"):
+        R.get(5)
+
+
+def test_logistic_labels_are_minus_one_and_plus_one():
+    feat = Custom(lambda th, x: th @ x, dim=1, input_dim=1)
+    X = np.ones((4, 1))
+    mf.Problem(feat, "logistic", None, mf.data.Dataset(X, np.array([-1.0, 1.0, 1.0, -1.0]))).check_labels()
+    for bad in ([0.0, 1.0, 1.0, 0.0], [-1.0, 2.0, 1.0, -1.0]):
+        with pytest.raises(mf.ValidationError, match="labels"):
+            mf.Problem(feat, "logistic", None, mf.data.Dataset(X, np.array(bad))).check_labels()
+
+
+def test_regularizer_values_are_their_closed_forms():
+    """V(θ) = λ|θ|² (L2), λ|θ_c| (L1), by hand; a negative λ is refused."""
+    theta = jnp.asarray([0.5, -2.0, 3.0])
+    assert float(mf.L2(0.3).value(theta)) == pytest.approx(0.3 * (0.25 + 4.0 + 9.0), rel=1e-15)
+    assert float(mf.L1(0.3, coordinate=1).value(theta)) == pytest.approx(0.3 * 2.0, rel=1e-15)
+    for reg in (mf.L1, mf.L2):
+        with pytest.raises(mf.ValidationError, match="lam"):
+            reg(-0.1)
+
+
 def test_logistic_stable_at_large_margins():
     loss = mf.losses.logistic
     for dtype in (jnp.float32, jnp.float64):

@@ -205,10 +205,51 @@ def test_curvature_bound_holds_along_the_run_where_the_initial_estimate_is_blind
     curv = [mf.solvers.curvature(prob, mf.Particles(P, mu0.weights), method="fb", iterations=80)
             for P in res.trajectory[::2]]
     assert max(curv) <= bound
+    # a worst case, but not a loose one: within 5x of the curvature met (the docstring
+    # of Conic says 3-20x; here ≈ 4.3x)
+    assert bound <= 5 * max(curv)
     # the Euclidean metric sees curvature r²‖ψ'‖² at the end that the init estimate misses
     end = mf.solvers.curvature(prob, res.particles, method="fb", geometry="euclidean", iterations=80)
     start = mf.solvers.curvature(prob, mu0, method="fb", geometry="euclidean", iterations=80)
     assert end > 20 * start
+
+
+def _dirichlet_unit_norms(x, fc, t=0.37):
+    """‖ψ‖², ‖ψ'‖², ‖ψ''‖² of ψ(· − t) in the grid quadrature (mean over x), from the
+    cosine series ψ(u) = 1 + 2 Σ_{k≤f_c} cos 2πku differentiated term by term (checked
+    against the closed form sin((2f_c+1)πu)/sin(πu))."""
+    k = np.arange(1, fc + 1)[:, None]
+    u = x - t
+    psi = 1 + 2 * np.cos(2 * np.pi * k * u).sum(0)
+    np.testing.assert_allclose(psi, np.sin((2 * fc + 1) * np.pi * u) / np.sin(np.pi * u), atol=1e-10)
+    d1 = (-2 * (2 * np.pi * k) * np.sin(2 * np.pi * k * u)).sum(0)
+    d2 = (-2 * (2 * np.pi * k) ** 2 * np.cos(2 * np.pi * k * u)).sum(0)
+    return np.mean(psi**2), np.mean(d1**2), np.mean(d2**2)
+
+
+def test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes():
+    """The conic bound Σw·max(c0, s·c1) + √(2F0)·√((2s·c1 + s²·c2/4)/ε) (Conic.curvature_bound)
+    with every constant computed here from the kernel's cosine series (s = c0/c1, ε = 2F0/c0,
+    F0 = ½‖y‖² at zero weights), and its Gauss–Newton term attained: at the exact solution
+    of a noiseless one-spike signal the residual term vanishes and the curvature is c0."""
+    sig, prob = small_problem()
+    c0, c1, c2 = _dirichlet_unit_norms(np.asarray(sig.X)[:, 0], SMALL["cutoff"])
+    s = c0 / c1
+    F0 = 0.5 * np.mean(np.asarray(sig.y) ** 2)
+    eps = 2 * F0 / c0
+    mu0 = mf.init.admissible(prob.feature, M, key=0)
+    assert float(prob.objective(mu0)) == pytest.approx(F0, rel=1e-12)
+    gauss_newton = float(np.sum(mu0.weights)) * max(c0, s * c1)
+    residual = np.sqrt(2 * F0) * np.sqrt((2 * s * c1 + s * s * c2 / 4) / eps)
+    bound = mf.geometry.get(None, prob.feature).curvature_bound(prob, mu0, smooth_only=True)
+    assert bound == pytest.approx(gauss_newton + residual, rel=1e-10)
+    assert gauss_newton == pytest.approx(13.0) and residual > 10  # both terms matter here
+    one = mf.data.SpikeSignal(spikes=1, cutoff=SMALL["cutoff"], noise=0.0, seed=3)
+    exact = blasso(one, LAM)
+    truth = mf.Particles(np.column_stack([np.asarray(one.amplitudes), np.asarray(one.positions)]), np.ones(1))
+    assert float(exact.risk(truth)) < 1e-20  # f_μ = y: no residual curvature
+    curv = mf.solvers.curvature(exact, truth, method="fb", iterations=80)
+    assert curv == pytest.approx(c0, rel=1e-9)
 
 
 def test_euclidean_flow_stays_available_but_is_stiff():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ from measureflow import sliding
 from measureflow.baselines import grid_lasso, sliding_frank_wolfe
 from measureflow.deconvolution import blasso, deconvolve
 from measureflow.kernels import Dirichlet, Gaussian
+
+from bad_inputs_table import run_cli
 
 
 @pytest.mark.parametrize("kernel", [Dirichlet(6), Gaussian(0.05)])
@@ -111,8 +112,10 @@ def test_deconvolve_rejects_a_problem_that_is_not_a_blasso():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "from measureflow.cli import run; run()", *args],
-                          capture_output=True, text=True)
+    """``measureflow ARGS`` in this process (the suite pays JAX's import once; the entry
+    point in a fresh process is tested in test_inputs.py): (returncode, stdout, stderr)."""
+    code, out, err = run_cli([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def test_cli_deconvolve_writes_spikes_certificate_and_figure(tmp_path):

@@ -332,5 +332,5 @@ def test_check_memory_and_seeds():
     assert check_seed("seed", np.int64(5)) == 5 and check_seed("seed", 2**63 - 1) == 2**63 - 1
     for bad, err in [(2**63, mf.ValidationError), (-1, mf.ValidationError), (1.0, mf.InputTypeError),
                      (np.bool_(True), mf.InputTypeError)]:
-        with pytest.raises(err):
+        with pytest.raises(err, match=r"^seed\b.*" + str(bad).replace("(", r"\(").replace(")", r"\)")):
             check_seed("seed", bad)
