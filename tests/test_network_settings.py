@@ -108,3 +108,29 @@ def test_admissible_scale_scales_the_positions_only():
 def test_bad_options_name_the_value(make, message):
     with pytest.raises(mf.errors.ValidationError, match=message):
         make()
+
+
+def test_cached_held_out_set_is_the_drawn_one():
+    kw = dict(activation="sigmoid", bias=True, seed=4, eval_size=300)
+    plain, cached = mf.data.TeacherStudent(3, 2, **kw), mf.data.TeacherStudent(3, 2, cache_held_out=True, **kw)
+    assert plain.held_out is None and cached.held_out is not None
+    np.testing.assert_array_equal(cached.evaluation_set().X, plain.evaluation_set().X)
+    np.testing.assert_array_equal(cached.evaluation_set().y, plain.evaluation_set().y)
+    # a leaf: it travels through jit as an argument and the objective is unchanged
+    assert any(leaf.shape == (300, 3) for leaf in jax.tree_util.tree_leaves(cached))
+    f = Sigmoid(3, bias=True)
+    mu = mf.init.admissible(f, 4, key=1)
+    mu = mf.Particles(np.asarray(mu.positions) + np.eye(4, f.dim)[:, ::-1])  # nonzero output weights
+    objective = jax.jit(lambda pr: pr.objective(mu))
+    a = float(objective(mf.Problem(f, "square", None, plain)))
+    b = float(objective(mf.Problem(f, "square", None, cached)))
+    assert a == b and a > 0
+    # the generic Sampler method gives the same
+    again = plain.cache_held_out()
+    np.testing.assert_array_equal(again.held_out.X, cached.held_out.X)
+    assert type(again) is type(plain) and again.eval_size == 300
+
+
+def test_cache_held_out_must_be_a_bool():
+    with pytest.raises(mf.errors.InputTypeError, match="cache_held_out must be True or False, got 'yes'"):
+        mf.data.TeacherStudent(3, 2, cache_held_out="yes")

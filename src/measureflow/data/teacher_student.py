@@ -123,6 +123,8 @@ class TeacherStudent(Sampler):
                    (∇_w F' ∝ a, ∇_a F' ∝ 1); for ReLU it is a rescaling of the problem
     batch_draws    "exact" or "float32": how fresh minibatches draw their Gaussians
                    (module docstring); training and held-out sets are always exact
+    cache_held_out draw the held-out set once and keep it (:meth:`Sampler.cache_held_out`):
+                   for SGD runs whose records evaluate F and the stationarity on it
 
     Teachers drawn with different seeds share their static structure (and held-out
     inputs), so problems over many seeds stack into one ``mf.solve_batch``.
@@ -130,7 +132,7 @@ class TeacherStudent(Sampler):
 
     def __init__(self, input_dim, teacher_units, activation="relu", *, bias=None, inputs="gaussian",
                  task="regression", noise=0.0, seed=0, teacher_scale=1.0, output_scale=1.0, eval_size=100_000,
-                 eval_seed=0, batch_draws="exact"):
+                 eval_seed=0, batch_draws="exact", cache_held_out=False):
         input_dim = check_int("input_dim", input_dim, minimum=1)
         m0 = check_int("teacher_units", teacher_units, minimum=1)
         feature = _teacher_feature(activation, input_dim, bias)
@@ -146,6 +148,10 @@ class TeacherStudent(Sampler):
         teacher = _random_teacher(_keys(seed)[0], feature, m0, scale, out_scale)
         super().__init__(TeacherDraw(feature, inputs, task, noise, batch_draws), input_dim, params=teacher,
                          eval_size=eval_size, eval_seed=eval_seed)
+        if not isinstance(cache_held_out, (bool, np.bool_)):
+            raise InputTypeError(f"cache_held_out must be True or False, got {cache_held_out!r}")
+        if cache_held_out:
+            object.__setattr__(self, "held_out", self.evaluation_set())
 
     # -- description -------------------------------------------------------------------
     @property
@@ -199,6 +205,8 @@ class TeacherStudent(Sampler):
         return Dataset(np.asarray(X), np.asarray(y))
 
     def evaluation_set(self) -> Dataset:
+        if self.held_out is not None:
+            return self.held_out
         X, y = _draw(self._exact_draw, _keys(self.eval_seed)[2], self.eval_size, self.params)
         return _dataset_unchecked(X, y)
 
