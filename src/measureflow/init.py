@@ -27,8 +27,8 @@ def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0, scale: f
     full:    θ_i uniform on the sphere of radius ``radius`` in R^p
     partial: θ_i,r = 0, other coordinates ``scale`` · ``feature.sample_positions`` (full
              support for any scale > 0; e.g. scale ≈ 1/√d for network units on inputs of
-             norm √d, so that w·x = O(1) and the units do not start saturated; torus
-             positions are not scaled)
+             norm √d, so that w·x = O(1) and the units do not start saturated; scale ≠ 1
+             is an error for torus positions and for the other kinds, which have radius)
     none:    θ_i ~ N(0, radius² I) (no theory applies; a reasonable default)
     """
     if not isinstance(feature, Feature):
