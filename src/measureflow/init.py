@@ -21,11 +21,14 @@ from .particles import Particles
 from .validation import as_key, check_int, check_memory, check_real
 
 
-def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Particles:
+def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0, scale: float = 1.0) -> Particles:
     """m particles with masses 1/m satisfying the support condition of ``feature``.
 
     full:    θ_i uniform on the sphere of radius ``radius`` in R^p
-    partial: θ_i,r = 0, other coordinates from ``feature.sample_positions`` (full support)
+    partial: θ_i,r = 0, other coordinates ``scale`` · ``feature.sample_positions`` (full
+             support for any scale > 0; e.g. scale ≈ 1/√d for network units on inputs of
+             norm √d, so that w·x = O(1) and the units do not start saturated; scale ≠ 1
+             is an error for torus positions and for the other kinds, which have radius)
     none:    θ_i ~ N(0, radius² I) (no theory applies; a reasonable default)
     """
     if not isinstance(feature, Feature):
@@ -33,15 +36,22 @@ def admissible(feature: Feature, m: int, key=0, *, radius: float = 1.0) -> Parti
     m = check_int("m", m, minimum=1)
     check_memory(f"m={m} particles in R^{feature.dim}", 3 * m * feature.dim * 8, "lower m")
     radius = check_real("radius", radius, positive=True)
+    scale = check_real("scale", scale, positive=True)
     key = as_key(key)
     hom = feature.homogeneity
+    if scale != 1.0 and (hom.kind != "partial" or feature.position_domain == "torus"):
+        raise ValidationError(f"scale={scale!r} applies to the positions of a partially homogeneous feature on R^k; "
+                              f"{feature.name} has {hom.kind!r} homogeneity and {feature.position_domain!r} positions "
+                              "(use radius= for full homogeneity)")
     if hom.kind == "full":
         g = jax.random.normal(key, (m, feature.dim))
         P = radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
     elif hom.kind == "partial":
         c = hom.coordinate % feature.dim
-        rest = feature.sample_positions(key, m)
-        P = np.insert(np.asarray(rest), c, 0.0, axis=1)  # NumPy: eager jnp.insert compiles for seconds
+        rest = np.asarray(feature.sample_positions(key, m))
+        if scale != 1.0:  # a no-op at 1 keeps the default draws bit for bit
+            rest = scale * rest
+        P = np.insert(rest, c, 0.0, axis=1)  # NumPy: eager jnp.insert compiles for seconds
     else:
         P = radius * jax.random.normal(key, (m, feature.dim))
     return Particles(np.asarray(P))

@@ -5,7 +5,8 @@
   same object semantically marked as a quadrature rule rather than a sample.
 - :class:`Sampler`: a population distribution, accessed through fresh draws
   ``sample(key, n)``; its objective is evaluated on a fixed large held-out draw unless the
-  subclass provides an exact population risk.
+  subclass provides an exact population risk. ``cache_held_out()`` stores that draw as a
+  leaf, so compiled loops read it instead of re-drawing it at every record.
 All are pytrees, so they travel through ``jit``/``vmap`` as arguments.
 """
 
@@ -95,7 +96,8 @@ class Sampler:
 
     ``params`` is any pytree the draw needs (e.g. teacher weights); it is a leaf of the
     sampler, so the compiled loops take it as an argument. The objective is evaluated on
-    a fixed held-out draw of ``eval_size`` samples (seed ``eval_seed``).
+    a fixed held-out draw of ``eval_size`` samples (seed ``eval_seed``): drawn again at
+    each use, or once and stored in the leaf ``held_out`` by :meth:`cache_held_out`.
     """
 
     params: object
@@ -103,6 +105,7 @@ class Sampler:
     input_dim: int = static_field()
     eval_size: int = static_field(default=10_000)
     eval_seed: int = static_field(default=0)
+    held_out: object = None  # the cached held-out Dataset, or None (drawn at each use)
 
     def __init__(self, draw, input_dim, params=None, eval_size=10_000, eval_seed=0):
         if not callable(draw):
@@ -112,6 +115,7 @@ class Sampler:
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "eval_size", check_int("eval_size", eval_size, minimum=1))
         object.__setattr__(self, "eval_seed", check_seed("eval_seed", eval_seed))
+        object.__setattr__(self, "held_out", None)
 
     def sample(self, key: jax.Array, n: int) -> Dataset:
         """A fresh draw of n samples, as an (unvalidated, traceable) Dataset."""
@@ -119,7 +123,17 @@ class Sampler:
         return _dataset_unchecked(X, y)
 
     def evaluation_set(self) -> Dataset:
+        if self.held_out is not None:
+            return self.held_out
         return self.sample(jax.random.PRNGKey(self.eval_seed), self.eval_size)
+
+    def cache_held_out(self) -> "Sampler":
+        """The same sampler with its held-out set drawn now and stored (memory: eval_size ×
+        (d + 2) floats). Inside ``jit`` an uncached held-out set is a computation, repeated
+        at every use — in a solver loop, at every record of F and the stationarity."""
+        held = self.evaluation_set()
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return build(type(self), **{**fields, "held_out": held})
 
     def exact_risk(self, feature, loss, particles):
         return None
