@@ -6,7 +6,7 @@
 - :class:`Sampler`: a population distribution, accessed through fresh draws
   ``sample(key, n)``; its objective is evaluated on a fixed large held-out draw unless the
   subclass provides an exact population risk. ``cache_held_out()`` stores that draw as a
-  leaf, so compiled loops read it instead of re-drawing it at every record.
+  leaf, so it is drawn once rather than once per use (per solver call, per eager evaluation).
 All are pytrees, so they travel through ``jit``/``vmap`` as arguments.
 """
 
@@ -130,7 +130,8 @@ class Sampler:
     def cache_held_out(self) -> "Sampler":
         """The same sampler with its held-out set drawn now and stored (memory: eval_size ×
         (d + 2) floats). Inside ``jit`` an uncached held-out set is a computation, repeated
-        at every use — in a solver loop, at every record of F and the stationarity."""
+        at every use (a solver call draws it once, before its loop; eager evaluations of F
+        draw it each time)."""
         held = self.evaluation_set()
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return build(type(self), **{**fields, "held_out": held})
