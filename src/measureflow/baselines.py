@@ -23,6 +23,7 @@ from .errors import ValidationError
 from .particles import Particles
 from .problem import Problem, check_pair
 from .regularizers import L1, L2, NoRegularizer
+from .sliding import blas_single_threaded
 from .validation import check_int, check_real
 
 
@@ -185,6 +186,7 @@ def _lbfgs(problem, particles, c, tol, max_iterations):
 # -- certified BLASSO baselines (issue 15) --------------------------------------------------
 
 
+@blas_single_threaded
 def sliding_frank_wolfe(problem: Problem, *, tol: float = 1e-8, max_iterations: int = 100,
                         **certificate_options):
     """Sliding Frank–Wolfe (Denoyelle, Duval, Peyré, Soubies 2019) for the BLASSO, stopped

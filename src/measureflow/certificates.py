@@ -69,12 +69,15 @@ def _eta(problem: Problem, g: jax.Array, T: jax.Array) -> jax.Array:
 
 
 _eta_jit = jax.jit(_eta)
+# one compiled call per problem shape; eager, the loss derivative's autodiff is traced
+# op by op on every certificate (tens of ms)
+_residual_jit = jax.jit(lambda problem, particles: problem.residual(particles))
 
 
 def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array], jax.Array]:
     """θ̃ (k, p − 1) ↦ η(θ̃) (k,), the dual certificate of ``particles`` (module docstring)."""
     _check(problem, particles)
-    g = problem.residual(particles)
+    g = _residual_jit(problem, particles)
     return lambda T: _eta_jit(problem, g, jnp.asarray(T))
 
 
@@ -180,7 +183,7 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
     safeguarded Newton from every grid local maximum and every particle position."""
     _check(problem, particles)
-    g = problem.residual(particles)
+    g = _residual_jit(problem, particles)
     eta = lambda T: _eta_jit(problem, g, jnp.asarray(T))  # noqa: E731
     feat = problem.feature
     k = feat.dim - 1

@@ -23,6 +23,7 @@ from .features.spikes import Spikes
 from .particles import Particles
 from .problem import Problem
 from .regularizers import L1
+from .sliding import blas_single_threaded
 from .validation import check_real
 
 
@@ -204,6 +205,7 @@ def default_particles(feature: Spikes) -> int:
 _NEWTON_MAX = 48
 
 
+@blas_single_threaded
 def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key: int = 0,
                flow_iterations: int | None = None, max_iterations: int = 50, merge_radius: float | None = None,
                **certificate_options) -> DeconvolutionResult:
