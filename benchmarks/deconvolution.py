@@ -115,10 +115,15 @@ def solve_all(problem, solvers, warm=True):
 
 
 def certified_solvers():
+    """The certified solvers compared: deconvolve, SFW with the Newton local solve (its
+    default), SFW with the published L-BFGS-B steps, and the grid LASSO."""
+    import functools
+
     from measureflow.baselines import grid_lasso, sliding_frank_wolfe
     from measureflow.deconvolution import deconvolve
 
-    return {"deconvolve": deconvolve, "SFW": sliding_frank_wolfe, "grid LASSO": grid_lasso}
+    return {"deconvolve": deconvolve, "SFW": sliding_frank_wolfe,
+            "SFW (L-BFGS-B)": functools.partial(sliding_frank_wolfe, local="lbfgsb"), "grid LASSO": grid_lasso}
 
 
 def bare_fb_arithmetic(m=60, cutoff=12, K=2000):

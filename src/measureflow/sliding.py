@@ -114,8 +114,9 @@ def empty(d: int) -> SignedMeasure:
 
 
 def bucket(K: int) -> int:
-    """Padded size: the next power of two ≥ max(K, 4)."""
-    return 1 << max(2, int(math.ceil(math.log2(max(K, 1)))))
+    """Padded size: the next power of two ≥ max(K, 8) (8: one compilation covers the
+    supports of a few spikes, where the size changes most often)."""
+    return 1 << max(3, int(math.ceil(math.log2(max(K, 1)))))
 
 
 def _pad(nu: SignedMeasure, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +130,8 @@ def _pad(nu: SignedMeasure, size: int) -> tuple[np.ndarray, np.ndarray]:
 def to_particles(nu: SignedMeasure, size: int | None = None) -> Particles:
     """ν as particles of unit mass (r = a), padded with zero amplitudes to ``size``."""
     a, t = _pad(nu, bucket(len(nu)) if size is None else size)
-    return Particles.unchecked(jnp.asarray(np.column_stack([a, t])), jnp.ones(len(a)))
+    # NumPy leaves: jitted functions take them directly (jnp.asarray/jnp.ones would each dispatch)
+    return Particles.unchecked(np.column_stack([a, t]), np.ones(len(a)))
 
 
 def from_particles(particles: Particles) -> SignedMeasure:
@@ -183,7 +185,7 @@ def _objective(kernel, X, y, s, lam, a, t):
 def objective(data: Data, nu: SignedMeasure) -> float:
     """P(ν) (module docstring)."""
     a, t = _pad(nu, bucket(len(nu)))
-    return float(_objective(data.kernel, data.X, data.y, data.s, data.lam, jnp.asarray(a), jnp.asarray(t)))
+    return float(_objective(data.kernel, data.X, data.y, data.s, data.lam, a, t))
 
 
 def merge_prune(nu: SignedMeasure, radius: float, threshold: float = 0.0) -> SignedMeasure:
@@ -224,11 +226,11 @@ def slide(data: Data, nu: SignedMeasure, *, move: bool = True, gtol: float = 1e-
     bounds = [(0, None)] * K + [(0, 0)] * (size - K)
     bounds = bounds + bounds
     bounds += [(None, None) if (move and k < K) else (x, x) for k in range(size) for x in t[k]]
-    dd = jnp.zeros(d)
+    dd = np.zeros(d)
     args = (data.kernel, data.X, data.y, data.s, data.lam)
 
     def fg(z):
-        v, g = _split_value_grad(*args, jnp.asarray(z), dd)
+        v, g = _split_value_grad(*args, z, dd)
         return float(v), np.asarray(g)
 
     res = scipy.optimize.minimize(fg, z0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -240,6 +242,43 @@ def slide(data: Data, nu: SignedMeasure, *, move: bool = True, gtol: float = 1e-
     return SignedMeasure(a[keep], t[keep])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _gram(kernel, X, y, s, t):
+    """(ΦᵀSΦ (K, K), ΦᵀSy (K,)) at positions t (K, d)."""
+    M = _matrix(kernel, t, X)
+    Ms = M * s
+    return Ms @ M.T, Ms @ y
+
+
+@blas_single_threaded
+def fit_amplitudes(data: Data, nu: SignedMeasure, sign: np.ndarray) -> SignedMeasure:
+    """Amplitudes on the fixed positions of ν for the sign pattern ``sign`` (K,): the
+    minimizer of ½‖Φa − y‖²_s + λ sign·a, a = (ΦᵀSΦ)⁻¹(ΦᵀSy − λ sign), with the spikes whose
+    amplitude comes out against their sign dropped and the rest solved again (an active-set
+    pass). When every sign agrees this is the LASSO optimum on the support. ``nu``'s own
+    amplitudes are ignored."""
+    K = len(nu)
+    if K == 0:
+        return nu
+    size = bucket(K)
+    _, t = _pad(nu, size)
+    G, b = (np.asarray(x)[:K] for x in _gram(data.kernel, data.X, data.y, data.s, t))
+    G = G[:, :K]
+    sign = np.sign(np.asarray(sign, dtype=float))
+    idx = np.flatnonzero(sign != 0)
+    a = np.zeros(0)
+    while len(idx):
+        try:
+            a = np.linalg.solve(G[np.ix_(idx, idx)], b[idx] - data.lam * sign[idx])
+        except np.linalg.LinAlgError:  # coincident positions: keep the first of each
+            a = np.linalg.lstsq(G[np.ix_(idx, idx)], b[idx] - data.lam * sign[idx], rcond=None)[0]
+        agree = np.sign(a) == sign[idx]
+        if agree.all():
+            break
+        idx, a = idx[agree], np.zeros(0)
+    return SignedMeasure(a, nu.positions[idx])
+
+
 def _newton_parts(data: Data, nu: SignedMeasure):
     """(z = (a, t) padded, sign a, live mask, P, ∇P, ∇²P) of the signed problem at ν."""
     K, d = len(nu), data.dim
@@ -248,7 +287,7 @@ def _newton_parts(data: Data, nu: SignedMeasure):
     sign = np.sign(a)
     live = np.concatenate([np.arange(size) < K, np.repeat(np.arange(size) < K, d)])
     z = np.concatenate([a, t.ravel()])
-    v, g, H = _signed_newton_parts(data.kernel, data.X, data.y, data.s, data.lam, jnp.asarray(z), jnp.asarray(sign))
+    v, g, H = _signed_newton_parts(data.kernel, data.X, data.y, data.s, data.lam, z, sign)
     return z, sign, live, float(v), np.asarray(g), np.asarray(H)
 
 
