@@ -320,3 +320,22 @@ def test_single_threaded_blas_limits_the_blas_pools():
     with sliding.single_threaded_blas():
         inside = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     assert inside and all(n == 1 for n in inside)
+
+
+def test_a_new_lambda_compiles_nothing_and_keeps_the_certificate():
+    import jax
+
+    events = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: events.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.02, seed=9)
+    mu = sliding.to_particles(sliding.SignedMeasure(np.array([1.0, -0.4]), np.array([[0.3], [0.71]])))
+    g1 = mf.certificates.duality_gap(blasso(sig, 0.05), mu)
+    before = len(events)
+    g2 = mf.certificates.duality_gap(blasso(sig, 0.07), mu)
+    assert len(events) == before
+    # λ enters η as 1/λ and the penalty linearly: the same residual, rescaled
+    np.testing.assert_allclose(g2.sup_eta, g1.sup_eta * 0.05 / 0.07, rtol=1e-12)
+    np.testing.assert_allclose(g2.penalty, g1.penalty * 0.07 / 0.05, rtol=1e-13)
+    np.testing.assert_allclose(g2.risk, g1.risk, rtol=1e-14)

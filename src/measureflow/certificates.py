@@ -60,12 +60,27 @@ def _check(problem: Problem, particles: Particles):
         raise ValidationError(f"particles have dimension p={particles.dim} but {feat.name} has dim={feat.dim}")
 
 
-def _eta(problem: Problem, g: jax.Array, T: jax.Array) -> jax.Array:
+def _unit_lam(problem: Problem) -> Problem:
+    """``problem`` with L1(1) in place of L1(λ). λ is static in the Problem pytree, so every
+    new λ would compile the jitted functions below again (5 compilations, seconds, for a
+    sweep over λ); they take the λ-free problem and λ as a traced argument instead."""
+    import dataclasses as _dc
+
+    from ._pytree import build
+
+    reg = problem.regularizer
+    if reg.lam == 1.0:
+        return problem
+    return build(Problem, data=problem.data, feature=problem.feature, loss=problem.loss,
+                 regularizer=_dc.replace(reg, lam=1.0))
+
+
+def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam) -> jax.Array:
     """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j."""
     feat = problem.feature
     T = T.reshape(T.shape[0], -1).astype(g.dtype)
     thetas = jnp.insert(T, feat.weight_index, 1.0, axis=1)
-    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / problem.regularizer.lam
+    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / lam
 
 
 _eta_jit = jax.jit(_eta)
@@ -84,8 +99,9 @@ _residual_jit = jax.jit(lambda problem, particles: problem.residual(particles))
 def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array], jax.Array]:
     """θ̃ (k, p − 1) ↦ η(θ̃) (k,), the dual certificate of ``particles`` (module docstring)."""
     _check(problem, particles)
-    g = _residual_jit(problem, particles)
-    return lambda T: _eta_jit(problem, g, _array(T))
+    pc, lam = _unit_lam(problem), problem.regularizer.lam
+    g = _residual_jit(pc, particles)
+    return lambda T: _eta_jit(pc, g, _array(T), lam)
 
 
 def _default_grid(feature, k: int) -> int:
@@ -137,7 +153,7 @@ _STEP_TOL = 1e-8
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, steps: int):
+def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, steps: int):
     """Maximize σ·η from each start (σ = sign η there) by safeguarded Newton: the Newton
     step when the Hessian is negative definite, else a gradient step; steps of length
     ≤ ``spacing`` (the trust radius); a step is kept only if it does not decrease σ·η,
@@ -145,7 +161,7 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, steps: i
     (proposed steps ≤ 1e-8·spacing)."""
 
     def h(t, sigma):
-        return sigma * _eta(problem, g, t[None])[0]
+        return sigma * _eta(problem, g, t[None], lam)[0]
 
     def step_one(t, val, radius, sigma):
         gr, H = jax.grad(h)(t, sigma), jax.hessian(h)(t, sigma)
@@ -159,7 +175,7 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, steps: i
         return (jnp.where(better, cand, t), jnp.where(better, cval, val),
                 jnp.where(better, radius, radius / 2), jnp.max(jnp.abs(step)))
 
-    vals0 = jax.vmap(lambda t: _eta(problem, g, t[None])[0])(starts)
+    vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
     sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
     radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 
@@ -207,8 +223,9 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
     safeguarded Newton from every grid local maximum and every particle position."""
     _check(problem, particles)
-    g = _residual_jit(problem, particles)
-    eta = lambda T: _eta_jit(problem, g, _array(T))  # noqa: E731
+    pc, lam = _unit_lam(problem), problem.regularizer.lam
+    g = _residual_jit(pc, particles)
+    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
     feat = problem.feature
     k = feat.dim - 1
     n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
@@ -222,7 +239,7 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     P = np.asarray(particles.positions, dtype=float)
     starts = np.vstack([starts, np.mod(np.delete(P, feat.weight_index, axis=1), 1.0)])
     size = 1 << max(6, int(math.ceil(math.log2(len(starts)))))  # power-of-two batches ≥ 64: few compilations
-    T, V = _refine(problem, g, _pad(starts, size), 1.0 / n, newton_steps)
+    T, V = _refine(pc, g, _pad(starts, size), 1.0 / n, lam, newton_steps)
     T, V = np.asarray(T)[:len(starts)], np.asarray(V)[:len(starts)]
     best_grid = int(np.argmax(np.abs(vals)))
     if np.max(np.abs(V), initial=0.0) >= abs(vals[best_grid]):
@@ -270,7 +287,8 @@ def duality_gap(problem: Problem, particles: Particles, *, cert: Certificate | N
         raise ValidationError(f"duality_gap is implemented for the square loss, not {problem.loss.name!r}")
     cert = certificate(problem, particles, **certificate_options) if cert is None else cert
     s = min(1.0, 1.0 / cert.sup) if cert.sup > 0 else 1.0
-    risk, penalty, dual = (float(v) for v in _primal_dual(problem, particles, s))
+    risk, penalty, dual = (float(v) for v in _primal_dual(_unit_lam(problem), particles, s))
+    penalty *= problem.regularizer.lam   # L1 is linear in λ
     objective = risk + penalty
     gap = objective - dual
     relative = gap / dual if dual > 0 else math.inf
