@@ -175,3 +175,170 @@ def test_cli_deconvolve_bad_input_is_one_line_and_exit_2(tmp_path, case, args, m
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and match in lines[0], r.stderr
+
+
+# -- the local solve: closed-form amplitudes, Newton polish, certificate, compilations -------
+
+
+def _numpy_blasso(sig, lam):
+    """P(a, t) = ½ Σ_j s_j ((Φ(t)a)_j − y_j)² + λ Σ|a_k| in NumPy, Φ_jk = ψ(x_j − t_k) from the
+    kernel's closed form (independent of measureflow's Fourier-factored matrix)."""
+    x, y, s = np.asarray(sig.X)[:, 0], np.asarray(sig.y), np.asarray(sig.sample_weights)
+    fc = sig.kernel.cutoff
+
+    def phi(t):
+        u = x[:, None] - np.asarray(t)[None, :]
+        return 1 + 2 * sum(np.cos(2 * np.pi * k * u) for k in range(1, fc + 1))
+
+    def P(a, t):
+        r = phi(t) @ a - y
+        return 0.5 * np.sum(s * r * r) + lam * np.sum(np.abs(a))
+
+    return phi, P, s, y
+
+
+def test_fit_amplitudes_is_the_fixed_position_lasso_optimum():
+    import scipy.optimize
+
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.05, seed=6)
+    lam = 0.05
+    data = sliding.problem_data(blasso(sig, lam))
+    t = np.sort(np.asarray(sig.positions)[:, 0]) + 0.004   # near, not on, the spikes
+    t = np.append(t, [0.2025, 0.55])                        # and two more
+    phi, P, s, y = _numpy_blasso(sig, lam)
+    M = phi(t)
+    G, b = M.T @ (s[:, None] * M), M.T @ (s * y)
+    K = len(t)
+
+    def placed(out):
+        full = np.zeros(K)
+        for ak, tk in zip(out.amplitudes, out.positions[:, 0]):
+            full[np.argmin(np.abs(t - tk))] = ak
+        return full
+
+    # an independent solve (L-BFGS-B on a = u − v, u, v ≥ 0) for the signs, and for an upper bound
+    def grad(uv):
+        r = M.T @ (s * (M @ (uv[:K] - uv[K:]) - y))
+        return np.concatenate([r + lam, -r + lam])
+
+    ref = scipy.optimize.minimize(lambda uv: P(uv[:K] - uv[K:], t), np.zeros(2 * K), jac=grad, method="L-BFGS-B",
+                                  bounds=[(0, None)] * (2 * K), options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 10000})
+    a_ref = ref.x[:K] - ref.x[K:]
+    sign = np.sign(np.where(np.abs(a_ref) > 1e-6, a_ref, 1.0))
+    full = placed(sliding.fit_amplitudes(data, sliding.SignedMeasure(np.zeros(K), t[:, None]), sign))
+    # the LASSO's optimality conditions, in NumPy: ∂_k = (Ga − b)_k + λ sign a_k = 0 on the
+    # support, |(Ga − b)_k| ≤ λ off it
+    g = G @ full - b
+    on = full != 0
+    np.testing.assert_allclose(g[on] + lam * np.sign(full[on]), 0, atol=1e-10)
+    assert np.all(np.abs(g[~on]) <= lam * (1 + 1e-9))
+    assert P(full, t) <= ref.fun + 1e-12   # (L-BFGS-B stops ~1e-4 short in a; KKT is the exact test)
+    # a wrong sign guess: that spike is dropped, the rest solve the LASSO on their support
+    wrong = sign.copy()
+    k = int(np.argmax(np.abs(full)))
+    wrong[k] = -wrong[k]
+    out = placed(sliding.fit_amplitudes(data, sliding.SignedMeasure(np.zeros(K), t[:, None]), wrong))
+    assert out[k] == 0 and np.all(np.sign(out[out != 0]) == wrong[out != 0])
+    on = out != 0
+    np.testing.assert_allclose((G @ out - b)[on] + lam * np.sign(out[on]), 0, atol=1e-10)
+
+
+def test_newton_polish_matches_scipy_on_the_support():
+    import scipy.optimize
+
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.02, seed=7)
+    lam = 0.05
+    data = sliding.problem_data(blasso(sig, lam))
+    order = np.argsort(np.asarray(sig.positions)[:, 0])
+    t0 = np.asarray(sig.positions)[order, 0] + np.array([3e-3, -2e-3, 1e-3])
+    a0 = np.asarray(sig.amplitudes)[order] * 0.9
+    out = sliding.polish(data, sliding.SignedMeasure(a0, t0[:, None]))
+    _, P, _, _ = _numpy_blasso(sig, lam)
+    K = len(a0)
+    ref = scipy.optimize.minimize(lambda z: P(z[:K], z[K:]), np.concatenate([a0, t0]), method="BFGS",
+                                  options={"gtol": 1e-12, "maxiter": 5000})
+    assert len(out) == K
+    np.testing.assert_allclose(out.amplitudes, ref.x[:K], atol=1e-6)
+    np.testing.assert_allclose(out.positions[:, 0], np.mod(ref.x[K:], 1.0), atol=1e-7)
+    assert P(out.amplitudes, out.positions[:, 0]) <= ref.fun + 1e-13
+    # Newton reaches the last digits: the certificate is tight at the optimum
+    gap, _ = sliding.certify(blasso(sig, lam), out)
+    assert gap.relative <= 1e-10
+
+
+def test_certificate_sup_matches_a_dense_scan_and_bounded_maximization():
+    import scipy.optimize
+
+    sig = mf.data.SpikeSignal(spikes=4, cutoff=10, noise=0.05, seed=8)
+    pr = blasso(sig, 0.02)
+    nu = sliding.SignedMeasure(np.array([0.8, -0.5]), np.array([[0.2], [0.61]]))
+    cert = mf.certificates.certificate(pr, sliding.to_particles(nu))
+    x, y, s = np.asarray(sig.X)[:, 0], np.asarray(sig.y), np.asarray(sig.sample_weights)
+
+    def eta(t):  # (1/λ) Σ_j s_j (y_j − f(x_j)) ψ(x_j − t), in NumPy
+        psi = lambda u: 1 + 2 * sum(np.cos(2 * np.pi * k * u) for k in range(1, 11))  # noqa: E731
+        f = psi(x[:, None] - nu.positions[:, 0][None, :]) @ nu.amplitudes
+        return psi(x[:, None] - np.atleast_1d(t)[None, :]).T @ (s * (y - f)) / 0.02
+
+    T = np.arange(200_000) / 200_000
+    vals = np.abs(np.concatenate([eta(T[i:i + 20_000]) for i in range(0, len(T), 20_000)]))
+    i = int(np.argmax(vals))
+    best = scipy.optimize.minimize_scalar(lambda t: -abs(eta(t)[0]), bounds=(T[i] - 1e-5, T[i] + 1e-5),
+                                          method="bounded", options={"xatol": 1e-13})
+    assert cert.sup >= vals.max() - 1e-13
+    np.testing.assert_allclose(cert.sup, -best.fun, rtol=1e-12)
+
+
+def test_sfw_local_solvers_agree_and_a_bad_local_is_named():
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, seed=5)
+    pr = blasso(sig, 0.02)
+    new = sliding_frank_wolfe(pr)
+    old = sliding_frank_wolfe(pr, local="lbfgsb")
+    dec = deconvolve(pr)
+    assert new.certified and old.certified and dec.certified
+    for r in (new, old):
+        assert abs(r.gap.objective - dec.gap.objective) <= r.gap.gap + dec.gap.gap + 1e-14
+    with pytest.raises(mf.ValidationError, match="local='bfgs'"):
+        sliding_frank_wolfe(pr, local="bfgs")
+
+
+def test_deconvolve_on_a_new_problem_of_the_same_shape_compiles_nothing():
+    import jax
+
+    events = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: events.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    probs = [blasso(mf.data.SpikeSignal(spikes=5, cutoff=12, seed=s), 1e-3) for s in (0, 1, 2)]
+    deconvolve(probs[0])
+    before = len(events)
+    for pr in probs[1:]:
+        assert deconvolve(pr).certified
+    assert len(events) == before
+
+
+def test_single_threaded_blas_limits_the_blas_pools():
+    from threadpoolctl import threadpool_info
+
+    with sliding.single_threaded_blas():
+        inside = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert inside and all(n == 1 for n in inside)
+
+
+def test_a_new_lambda_compiles_nothing_and_keeps_the_certificate():
+    import jax
+
+    events = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: events.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    sig = mf.data.SpikeSignal(spikes=3, cutoff=8, noise=0.02, seed=9)
+    mu = sliding.to_particles(sliding.SignedMeasure(np.array([1.0, -0.4]), np.array([[0.3], [0.71]])))
+    g1 = mf.certificates.duality_gap(blasso(sig, 0.05), mu)
+    before = len(events)
+    g2 = mf.certificates.duality_gap(blasso(sig, 0.07), mu)
+    assert len(events) == before
+    # λ enters η as 1/λ and the penalty linearly: the same residual, rescaled
+    np.testing.assert_allclose(g2.sup_eta, g1.sup_eta * 0.05 / 0.07, rtol=1e-12)
+    np.testing.assert_allclose(g2.penalty, g1.penalty * 0.07 / 0.05, rtol=1e-13)
+    np.testing.assert_allclose(g2.risk, g1.risk, rtol=1e-14)

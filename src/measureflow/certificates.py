@@ -60,22 +60,48 @@ def _check(problem: Problem, particles: Particles):
         raise ValidationError(f"particles have dimension p={particles.dim} but {feat.name} has dim={feat.dim}")
 
 
-def _eta(problem: Problem, g: jax.Array, T: jax.Array) -> jax.Array:
+def _unit_lam(problem: Problem) -> Problem:
+    """``problem`` with L1(1) in place of L1(λ). λ is static in the Problem pytree, so every
+    new λ would compile the jitted functions below again (5 compilations, seconds, for a
+    sweep over λ); they take the λ-free problem and λ as a traced argument instead."""
+    import dataclasses as _dc
+
+    from ._pytree import build
+
+    reg = problem.regularizer
+    if reg.lam == 1.0:
+        return problem
+    return build(Problem, data=problem.data, feature=problem.feature, loss=problem.loss,
+                 regularizer=_dc.replace(reg, lam=1.0))
+
+
+def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam) -> jax.Array:
     """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j."""
     feat = problem.feature
     T = T.reshape(T.shape[0], -1).astype(g.dtype)
     thetas = jnp.insert(T, feat.weight_index, 1.0, axis=1)
-    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / problem.regularizer.lam
+    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / lam
 
 
 _eta_jit = jax.jit(_eta)
 
 
+def _array(T):
+    """T for a jitted call: JAX arrays (and tracers) as they are, anything else as a NumPy
+    array (a jitted function takes it directly; jnp.asarray would be one more dispatch)."""
+    return T if isinstance(T, jax.Array) else np.asarray(T, dtype=float)
+
+# one compiled call per problem shape; eager, the loss derivative's autodiff is traced
+# op by op on every certificate (tens of ms)
+_residual_jit = jax.jit(lambda problem, particles: problem.residual(particles))
+
+
 def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array], jax.Array]:
     """θ̃ (k, p − 1) ↦ η(θ̃) (k,), the dual certificate of ``particles`` (module docstring)."""
     _check(problem, particles)
-    g = problem.residual(particles)
-    return lambda T: _eta_jit(problem, g, jnp.asarray(T))
+    pc, lam = _unit_lam(problem), problem.regularizer.lam
+    g = _residual_jit(pc, particles)
+    return lambda T: _eta_jit(pc, g, _array(T), lam)
 
 
 def _default_grid(feature, k: int) -> int:
@@ -119,35 +145,52 @@ def _newton(H: jax.Array, gr: jax.Array):
     return -jnp.linalg.solve(H, gr), jnp.all(jnp.isfinite(jnp.linalg.cholesky(-H)))
 
 
+#: Newton stops once every start's proposed step is below this fraction of the grid
+#: spacing h: the value then moves by ≲ ½|η''|(1e-8 h)², with |η''|h² = O(1) by the choice
+#: of the grid — below float64 resolution. (A fixed absolute tolerance stalls: round-off
+#: in η' keeps proposing steps of ~1e-12.)
+_STEP_TOL = 1e-8
+
+
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, steps: int):
+def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, steps: int):
     """Maximize σ·η from each start (σ = sign η there) by safeguarded Newton: the Newton
     step when the Hessian is negative definite, else a gradient step; steps of length
     ≤ ``spacing`` (the trust radius); a step is kept only if it does not decrease σ·η,
-    else the radius halves."""
+    else the radius halves. At most ``steps`` steps, fewer once every start has converged
+    (proposed steps ≤ 1e-8·spacing)."""
 
-    def one(t0):
-        f = lambda t: _eta(problem, g, t[None])[0]  # noqa: E731
-        sigma = jnp.where(f(t0) >= 0, 1.0, -1.0)
-        h = lambda t: sigma * f(t)  # noqa: E731
+    def h(t, sigma):
+        return sigma * _eta(problem, g, t[None], lam)[0]
 
-        def body(_, state):
-            t, val, radius = state
-            gr, H = jax.grad(h)(t), jax.hessian(h)(t)
-            newton, concave = _newton(H, gr)
-            ok = concave & jnp.all(jnp.isfinite(newton))
-            step = jnp.where(ok, newton, gr / jnp.maximum(jnp.max(jnp.abs(gr)), 1e-300) * radius)
-            step = step * jnp.minimum(1.0, radius / jnp.maximum(jnp.max(jnp.abs(step)), 1e-300))
-            cand = t + step
-            cval = h(cand)
-            better = cval >= val
-            return (jnp.where(better, cand, t), jnp.where(better, cval, val),
-                    jnp.where(better, radius, radius / 2))
+    def step_one(t, val, radius, sigma):
+        gr, H = jax.grad(h)(t, sigma), jax.hessian(h)(t, sigma)
+        newton, concave = _newton(H, gr)
+        ok = concave & jnp.all(jnp.isfinite(newton))
+        step = jnp.where(ok, newton, gr / jnp.maximum(jnp.max(jnp.abs(gr)), 1e-300) * radius)
+        step = step * jnp.minimum(1.0, radius / jnp.maximum(jnp.max(jnp.abs(step)), 1e-300))
+        cand = t + step
+        cval = h(cand, sigma)
+        better = cval >= val
+        return (jnp.where(better, cand, t), jnp.where(better, cval, val),
+                jnp.where(better, radius, radius / 2), jnp.max(jnp.abs(step)))
 
-        t, val, _ = jax.lax.fori_loop(0, steps, body, (t0, h(t0), jnp.asarray(spacing, t0.dtype)))
-        return jnp.mod(t, 1.0), sigma * val
+    vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
+    sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
+    radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 
-    return jax.vmap(one)(starts)
+    def cond(state):
+        i, *_, size = state
+        return (i < steps) & (size > _STEP_TOL * spacing)
+
+    def body(state):
+        i, t, val, radius, _ = state
+        t, val, radius, size = jax.vmap(step_one)(t, val, radius, sigma)
+        return i + 1, t, val, radius, jnp.max(size)
+
+    init = (0, starts, sigma * vals0, radius0, jnp.asarray(jnp.inf, starts.dtype))
+    _, t, val, _, _ = jax.lax.while_loop(cond, body, init)
+    return jnp.mod(t, 1.0), sigma * val
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +223,9 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
     safeguarded Newton from every grid local maximum and every particle position."""
     _check(problem, particles)
-    g = problem.residual(particles)
-    eta = lambda T: _eta_jit(problem, g, jnp.asarray(T))  # noqa: E731
+    pc, lam = _unit_lam(problem), problem.regularizer.lam
+    g = _residual_jit(pc, particles)
+    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
     feat = problem.feature
     k = feat.dim - 1
     n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
@@ -194,8 +238,8 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     starts = G[_grid_local_maxima(vals, n, k)]
     P = np.asarray(particles.positions, dtype=float)
     starts = np.vstack([starts, np.mod(np.delete(P, feat.weight_index, axis=1), 1.0)])
-    size = 1 << int(math.ceil(math.log2(len(starts))))  # power-of-two batches: few compilations
-    T, V = _refine(problem, g, jnp.asarray(_pad(starts, size)), 1.0 / n, newton_steps)
+    size = 1 << max(6, int(math.ceil(math.log2(len(starts)))))  # power-of-two batches ≥ 64: few compilations
+    T, V = _refine(pc, g, _pad(starts, size), 1.0 / n, lam, newton_steps)
     T, V = np.asarray(T)[:len(starts)], np.asarray(V)[:len(starts)]
     best_grid = int(np.argmax(np.abs(vals)))
     if np.max(np.abs(V), initial=0.0) >= abs(vals[best_grid]):
@@ -243,7 +287,8 @@ def duality_gap(problem: Problem, particles: Particles, *, cert: Certificate | N
         raise ValidationError(f"duality_gap is implemented for the square loss, not {problem.loss.name!r}")
     cert = certificate(problem, particles, **certificate_options) if cert is None else cert
     s = min(1.0, 1.0 / cert.sup) if cert.sup > 0 else 1.0
-    risk, penalty, dual = (float(v) for v in _primal_dual(problem, particles, s))
+    risk, penalty, dual = (float(v) for v in _primal_dual(_unit_lam(problem), particles, s))
+    penalty *= problem.regularizer.lam   # L1 is linear in λ
     objective = risk + penalty
     gap = objective - dual
     relative = gap / dual if dual > 0 else math.inf
