@@ -202,6 +202,8 @@ def test_figure_conventions_from_constructed_tables():
     runs.loc[runs["status"] == "diverged", "status"] = "converged"  # diverged runs: checked below
     summary = ex.summary_table(runs)
     summary["relative_resolution"] = [1e-9 if m == 9 else 1e-12 for m in summary["m"]]
+    # the baseline's (large) resolution is not the band's: the band is the flow's
+    summary.loc[summary["method"] == "random_features", "relative_resolution"] = 1e-3
     fig, ax = new_figure(4, 3)
     draw_excess_loss(ax, summary, runs, title="t")
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
@@ -219,7 +221,7 @@ def test_figure_conventions_from_constructed_tables():
     assert sorted(hollow[0].get_ydata()) == sorted(np.maximum(capped["relative_excess"], ex.FLOOR))
     # the dashed vertical line at m0
     assert any(ln.get_linestyle() == "--" and list(ln.get_xdata()) == [3, 3] for ln in ax.get_lines())
-    # the band: from the floor up to the resolution, per m
+    # the band: from the floor up to the flow's resolution, per m
     band = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(band) == 1
     top = band[0].get_paths()[0].vertices[:, 1].max()

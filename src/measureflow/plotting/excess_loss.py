@@ -8,7 +8,9 @@ baseline (orange).
 - a dashed vertical line at m0;
 - a grey band from the bottom of the axes up to the resolution (``relative_resolution``:
   the width of the certified F* bracket, twice the held-out standard error, or float64
-  round-off, relative to F(μ0)): an excess inside it is not resolved.
+  round-off, relative to F(μ0)) of the particle flow's runs: a flow excess inside it is
+  not resolved. (The baseline's resolution is not drawn: its excesses are far larger, and
+  so are their held-out standard errors, which scale with the excess.)
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def draw_excess_loss(ax, summary: pd.DataFrame, runs: pd.DataFrame, *, title: st
     from matplotlib.ticker import NullLocator
 
     clip = lambda v: np.maximum(np.asarray(v, float), floor)  # noqa: E731
-    res = summary.groupby("m")["relative_resolution"].max().sort_index()
+    flow = summary[summary["method"] == "particle_flow"]
+    res = flow.groupby("m")["relative_resolution"].max().sort_index()
     ms = res.index.to_numpy(float)
     ax.fill_between(ms, floor, clip(res.to_numpy()), color=BAND_COLOR, lw=0, zorder=0,
                     label="not resolved (F* bracket / 2 SE)")
