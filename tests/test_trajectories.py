@@ -101,7 +101,7 @@ def test_every_preset_validates_through_params(module):
     bad = {**module.PRESETS["test"]}
     first = next(iter(bad))
     bad[first] = {**bad[first], "typo": 1}
-    with pytest.raises(mf.ValidationError, match=rf"^{module.NAME} parameters: {first}\.typo: Extra inputs"):
+    with pytest.raises(mf.ValidationError, match=rf"^{module.NAME}\.{first}\.typo: Extra inputs"):
         module.run("/nonexistent/never-written", bad, 0, lambda *a: None)
 
 

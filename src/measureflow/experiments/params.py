@@ -2,8 +2,8 @@
 
 An experiment module declares ``Params``, a ``pydantic.BaseModel`` with
 ``extra="forbid"`` describing one preset entry (the mapping its ``run`` receives);
-:func:`parse` validates a mapping against it and turns pydantic's report into the
-package's one-line :class:`~measureflow.errors.ValidationError` naming the first bad key.
+:func:`parse` validates a mapping against it and reports every bad key in one line, as
+:func:`measureflow.experiments.registry.validate_params` does for the CLI.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TypeVar
 import pydantic
 
 from ..errors import ValidationError
+from .registry import describe_pydantic_error, dotted
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -24,7 +25,4 @@ def parse(model: type[M], params, experiment: str) -> M:
     try:
         return model.model_validate(params)
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
-        raise ValidationError(f"{experiment} parameters: {where}: {err['msg']}{got}") from None
+        raise ValidationError(describe_pydantic_error(exc, locate=lambda loc: dotted(loc, experiment))) from None
