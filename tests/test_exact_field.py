@@ -66,3 +66,17 @@ def test_batched_sgd_on_a_sampler_equals_single_runs():
     more = mf.solve(problems[0], batched[0], iterations=40)
     again = mf.solve(problems[0], mf.solve(problems[0], inits[0], key=0, **kw), iterations=40)
     np.testing.assert_array_equal(more.particles.positions, again.particles.positions)
+
+
+def test_kernel_matvec_in_blocks_equals_the_dense_product(monkeypatch):
+    from measureflow import population
+
+    rng = np.random.default_rng(0)
+    A, B, b = rng.normal(size=(37, 4)), rng.normal(size=(5, 4)), rng.normal(size=5)
+    dense = population.relu_kernel(A, B) @ b
+    monkeypatch.setattr(population, "BLOCK_ENTRIES", 15)  # 3 rows per block: 13 blocks, padded
+    blocked = population.kernel_matvec(population.relu_kernel, A, B, b)
+    np.testing.assert_allclose(blocked, dense, rtol=1e-13, atol=1e-14)
+    g = lambda fn: jax.grad(lambda X: fn(X) @ np.arange(37.0))(A)  # noqa: E731
+    np.testing.assert_allclose(g(lambda X: population.kernel_matvec(population.relu_kernel, X, B, b)),
+                               g(lambda X: population.relu_kernel(X, B) @ b), rtol=1e-12, atol=1e-13)

@@ -130,22 +130,20 @@ def square_risk(K_ss, K_st, K_tt, w, c, noise=0.0):
 BLOCK_ENTRIES = 1 << 20
 
 
-def quadratic_form(kernel, A: jax.Array, a: jax.Array, B: jax.Array, b: jax.Array) -> jax.Array:
-    """aᵀ K(A, B) b = Σ_ij a_i b_j K(A_i, B_j) for A (m, p), B (k, p), a (m,), b (k,) and a
-    kernel (A, B) → (m, k), evaluated over blocks of rows of A when m·k is large (memory
-    O(block · k), never the m × k matrix; each block is recomputed, not stored, under
-    reverse-mode differentiation)."""
+def kernel_matvec(kernel, A: jax.Array, B: jax.Array, b: jax.Array) -> jax.Array:
+    """K(A, B) b (m,) for A (m, p), B (k, p), b (k,) and a kernel (A, B) → (m, k), evaluated
+    over blocks of rows of A when m·k is large (memory O(block · k), never the m × k matrix;
+    each block is recomputed, not stored, under reverse-mode differentiation)."""
     m, k = A.shape[0], B.shape[0]
     rows = max(1, BLOCK_ENTRIES // max(k, 1))
     if m <= 2 * rows:
-        return a @ kernel(A, B) @ b
+        return kernel(A, B) @ b
     nb = -(-m // rows)
-    pad = nb * rows - m
-    Ab = jnp.pad(A, ((0, pad), (0, 0)), mode="edge").reshape(nb, rows, A.shape[1])
-    ab = jnp.pad(a, (0, pad)).reshape(nb, rows)  # padding rows weigh 0
+    Ab = jnp.pad(A, ((0, nb * rows - m), (0, 0)), mode="edge").reshape(nb, rows, A.shape[1])
+    return jax.lax.map(jax.checkpoint(lambda Ak: kernel(Ak, B) @ b), Ab).reshape(-1)[:m]
 
-    @jax.checkpoint
-    def block(Ak, ak):
-        return ak @ kernel(Ak, B) @ b
 
-    return jax.lax.scan(lambda acc, blk: (acc + block(*blk), None), jnp.zeros((), A.dtype), (Ab, ab))[0]
+def quadratic_form(kernel, A: jax.Array, a: jax.Array, B: jax.Array, b: jax.Array) -> jax.Array:
+    """aᵀ K(A, B) b = Σ_ij a_i b_j K(A_i, B_j) for A (m, p), B (k, p), a (m,), b (k,), in
+    blocks of rows of A (:func:`kernel_matvec`: never the m × k matrix)."""
+    return a @ kernel_matvec(kernel, A, B, b)

@@ -211,17 +211,28 @@ class TeacherStudent(Sampler):
         return _dataset_unchecked(X, y)
 
     # -- population risk ---------------------------------------------------------------
-    def exact_risk(self, feature, loss, particles):
-        """½ E(f_μ − y)² in closed form (a quadratic form in the output weights, see
-        :mod:`measureflow.population`) when the student has the teacher's feature and
-        the loss is the square loss; ``None`` otherwise (a trace-time decision)."""
+    def _closed_form(self, feature, loss):
+        """The kernel K(A, B) = E[φ(A, x) φ(B, x)] of the closed-form risk when the student has
+        the teacher's feature, the task is regression and the loss the square loss; ``None``
+        otherwise (a trace-time decision)."""
         if self.task != "regression" or not _losses.get(loss).quadratic or feature != self.teacher_feature:
             return None
-        P, T, w = particles.positions, self.params, particles.weights
         K = lambda A, B: feature.second_moment(A, B, self.inputs)  # noqa: E731
-        if K(P[:1], P[:1]) is None:
+        T = self.params
+        return None if K(T[:1], T[:1]) is None else K
+
+    def _teacher_masses(self):
+        T = self.params
+        return jnp.full(T.shape[0], 1.0 / T.shape[0], T.dtype)
+
+    def exact_risk(self, feature, loss, particles):
+        """½ E(f_μ − y)² in closed form (a quadratic form in the output weights, see
+        :mod:`measureflow.population`) where :meth:`_closed_form` has a kernel; ``None``
+        otherwise."""
+        K = self._closed_form(feature, loss)
+        if K is None:
             return None
-        c = jnp.full(T.shape[0], 1.0 / T.shape[0], T.dtype)
+        P, T, w, c = particles.positions, self.params, particles.weights, self._teacher_masses()
         # the student–student term in blocks of rows: no m × m kernel matrix for large m
         ss = population.quadratic_form(K, P, w, P, w)
         return 0.5 * (ss - 2.0 * (w @ K(P, T) @ c) + c @ K(T, T) @ c) + 0.5 * self.noise**2
@@ -229,13 +240,13 @@ class TeacherStudent(Sampler):
     def exact_first_variation(self, feature, loss, particles, thetas):
         """E[(f_μ − f*)(x) φ(θ_j, x)] = Σ_i w_i K(θ_j, θ_i) − Σ_k c_k K(θ_j, θ*_k) (k,) for thetas
         (k, p), where :meth:`exact_risk` has its closed form; ``None`` otherwise. One kernel
-        pass, where differentiating the risk along probe masses costs about five."""
-        if self.exact_risk(feature, loss, particles) is None:
+        pass (in blocks of rows: no k × m matrix), where differentiating the risk along probe
+        masses costs about five."""
+        K = self._closed_form(feature, loss)
+        if K is None:
             return None
-        T = self.params
-        K = lambda A, B: feature.second_moment(A, B, self.inputs)  # noqa: E731
-        c = jnp.full(T.shape[0], 1.0 / T.shape[0], T.dtype)
-        return K(thetas, particles.positions) @ particles.weights - K(thetas, T) @ c
+        return (population.kernel_matvec(K, thetas, particles.positions, particles.weights)
+                - K(thetas, self.params) @ self._teacher_masses())
 
     def optimal_risk(self, loss) -> float | None:
         """inf over students of the population risk: ½ noise² for regression with the
