@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,20 +40,40 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "mutation" / "reports"
 
-#: module name -> (source file(s) under src/measureflow, fast tests that cover it)
+#: module name -> (source file(s) under src/measureflow, the fast tests that cover it). Each
+#: mutant costs one pytest process over these (up to the first failure; a survivor runs them
+#: all), so each list is the module's direct tests without the long runs (seconds each,
+#: 15–60 s in all on a quiet 2-core machine), fastest-failing first.
+_T = "tests/"
 MODULES = {
-    "losses": (["losses.py"], ["tests/test_core_gradients.py",
-                               "tests/test_solvers.py::test_default_step_is_stable_and_close_to_the_limit",
-                               "tests/test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes"]),
-    "regularizers": (["regularizers.py"], ["tests/test_core_gradients.py",
-                                           "tests/test_solvers.py::test_fb_reaches_lasso_minimum"]),
-    "kernels": (["kernels.py"], ["tests/test_deconvolution.py"]),
-    "certificates": (["certificates.py"], ["tests/test_certificates.py"]),
-    "population": (["population.py"], ["tests/test_networks.py"]),
-    "problem": (["problem.py"], ["tests/test_core_gradients.py", "tests/test_solvers.py"]),
-    "methods": (["methods"], ["tests/test_methods.py", "tests/test_langevin.py", "tests/test_solvers.py"]),
-    "solvers": (["solvers"], ["tests/test_solvers.py", "tests/test_solver_layer.py", "tests/test_deconvolution.py"]),
-    "store": (["store.py"], ["tests/test_store.py", "tests/test_compatibility.py"]),
+    "losses": (["losses.py"], [_T + "test_core_gradients.py", _T + "test_properties.py",
+                               _T + "test_solvers.py::test_default_step_is_stable_and_close_to_the_limit",
+                               _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes"]),
+    "regularizers": (["regularizers.py"], [_T + "test_core_gradients.py", _T + "test_properties.py",
+                                           _T + "test_solvers.py::test_fb_reaches_lasso_minimum",
+                                           _T + "test_solver_layer.py::test_fb_stationarity_is_the_gradient_mapping_and_vanishes_at_the_lasso_optimum"]),
+    "kernels": (["kernels.py"], [_T + "test_properties.py", _T + "test_deconvolution.py",
+                                 "--deselect", _T + "test_deconvolution.py::test_euclidean_flow_stays_available_but_is_stiff",
+                                 _T + "test_certificates.py"]),
+    "certificates": (["certificates.py"], [_T + "test_certificates.py",
+                                           _T + "test_deconvolve.py::test_single_spike_has_the_closed_form_solution_and_certificate",
+                                           _T + "test_deconvolve.py::test_lambda_above_lambda_max_returns_the_certified_zero_measure",
+                                           _T + "test_deconvolve.py::test_certificate_sup_matches_a_dense_scan_and_bounded_maximization"]),
+    "population": (["population.py"], [_T + "test_blocking.py", _T + "test_networks.py", _T + "test_exact_field.py",
+                                       "--deselect", _T + "test_exact_field.py::test_batched_sgd_on_a_sampler_equals_single_runs",
+                                       "--deselect", _T + "test_networks.py::test_default_step_control_halves_a_step_that_outgrows_the_curvature"]),
+    "problem": (["problem.py"], [_T + "test_core_gradients.py", _T + "test_solvers.py",
+                                 "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve",
+                                 "--deselect", _T + "test_solvers.py::test_solve_batch_equals_one_by_one_with_padding",
+                                 "--deselect", _T + "test_solvers.py::test_solve_batch_over_problems_with_sgd"]),
+    "methods": (["methods"], [_T + "test_methods.py", _T + "test_solver_layer.py::test_continuing_a_run_is_bit_identical_to_one_uninterrupted_run",
+                              _T + "test_langevin.py::test_linear_feature_stationary_mean_and_covariance",
+                              _T + "test_langevin.py::test_quadratic_potential_reaches_the_discretized_gibbs_law",
+                              _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"]),
+    "solvers": (["solvers"], [_T + "test_solver_layer.py", _T + "test_solvers.py",
+                              "--deselect", _T + "test_solver_layer.py::test_gd_on_the_exact_population_risk_matches_gd_on_a_large_sample",
+                              "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"]),
+    "store": (["store.py"], [_T + "test_store.py", _T + "test_compatibility.py", _T + "test_sweep_clients.py"]),
 }
 
 #: mutation operators kept: for arithmetic the natural swaps (+ ↔ −, × ↔ ÷, ** → ×), for
@@ -100,23 +121,36 @@ def _run(cmd, cwd, env, log):
     return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int | None) -> dict:
+def _configure(name: str, tree: pathlib.Path, env: dict, log, timeout_factor: float) -> tuple[pathlib.Path, float]:
+    """Time the covering tests on the unmutated tree (the per-mutant timeout is a multiple of
+    it) and write the cosmic-ray config; raises RuntimeError if they fail unmutated."""
     sources, tests = MODULES[name]
-    tree = work / name
-    _copy_tree(tree)
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"), JAX_PLATFORMS="cpu")
-    paths = [f"src/measureflow/{s}" for s in sources]
-    log = open(work / f"{name}.log", "w")
-    # baseline time of the test command, unmutated: sets the per-mutant timeout
     t0 = time.perf_counter()
     base = _run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], tree, env, log)
     baseline = time.perf_counter() - t0
     if base != 0:
-        return {"module": name, "error": f"the covering tests fail unmutated (see {work / name}.log)"}
+        raise RuntimeError(f"the covering tests fail unmutated (see {log.name})")
     cfg = tree / "cosmic-ray.toml"
-    cfg.write_text(CONFIG.format(paths=json.dumps(paths), timeout=round(timeout_factor * baseline + 30),
-                                 test_timeout=round(timeout_factor * baseline + 30), python=sys.executable,
-                                 tests=" ".join(tests), exclude=json.dumps(EXCLUDE)))
+    limit = round(timeout_factor * baseline + 30)
+    cfg.write_text(CONFIG.format(paths=json.dumps([f"src/measureflow/{s}" for s in sources]), timeout=limit,
+                                 test_timeout=limit, python=sys.executable, tests=" ".join(tests),
+                                 exclude=json.dumps(EXCLUDE)))
+    return cfg, baseline
+
+
+def _env(tree: pathlib.Path) -> dict:
+    return dict(os.environ, PYTHONPATH=str(tree / "src"), JAX_PLATFORMS="cpu")
+
+
+def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int | None) -> dict:
+    tree = work / name
+    _copy_tree(tree)
+    env = _env(tree)
+    log = open(work / f"{name}.log", "w")
+    try:
+        cfg, baseline = _configure(name, tree, env, log, timeout_factor)
+    except RuntimeError as e:
+        return {"module": name, "error": str(e)}
     db = tree / "session.sqlite"
     for cmd in ([_bin("cosmic-ray"), "init", cfg, db], [_bin("cr-filter-operators"), db, cfg],
                 [_bin("cr-filter-pragma"), db]):
@@ -126,6 +160,37 @@ def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int
     if _run([_bin("cosmic-ray"), "exec", cfg, db], tree, env, log) != 0:
         return {"module": name, "error": f"cosmic-ray exec failed (see {work / name}.log)"}
     return summarize(name, db, baseline)
+
+
+def rerun_survivors(name: str, work: pathlib.Path, timeout_factor: float) -> dict:
+    """Run a finished session's survivors (and timeouts) again against today's tests: the
+    "after" of the score, once tests were written for the survivors. The module's source must
+    be unchanged since the session (mutants are positions in it); tests/ and examples/ are
+    copied afresh. The session's counts before the rerun are kept in ``before``."""
+    tree, db = work / name, work / name / "session.sqlite"
+    if not db.exists():
+        return {"module": name, "error": f"no session to rerun under {tree} (run the module first)"}
+    for src in MODULES[name][0]:
+        ours, theirs = ROOT / "src" / "measureflow" / src, tree / "src" / "measureflow" / src
+        files = sorted(p.relative_to(ours) for p in ours.rglob("*.py")) if ours.is_dir() else [pathlib.Path()]
+        if any((ours / f).read_bytes() != (theirs / f).read_bytes() for f in files):
+            return {"module": name, "error": f"src/measureflow/{src} changed since the session: run it afresh"}
+    before = summarize(name, db, None, write=False)
+    for sub in ("tests", "examples"):
+        shutil.rmtree(tree / sub)
+        shutil.copytree(ROOT / sub, tree / sub, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = _env(tree)
+    log = open(work / f"{name}.rerun.log", "w")
+    try:
+        cfg, baseline = _configure(name, tree, env, log, timeout_factor)
+    except RuntimeError as e:
+        return {"module": name, "error": str(e)}
+    with sqlite3.connect(db) as con:  # a deleted result makes the mutant pending again
+        con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' OR worker_outcome = 'TIMEOUT' "
+                    "OR output = 'timeout'")
+    if _run([_bin("cosmic-ray"), "exec", cfg, db], tree, env, log) != 0:
+        return {"module": name, "error": f"cosmic-ray exec failed (see {log.name})"}
+    return {**summarize(name, db, baseline), "before": before}
 
 
 def _sample(db: pathlib.Path, size: int | None, seed: int) -> None:
@@ -149,11 +214,15 @@ def _sample(db: pathlib.Path, size: int | None, seed: int) -> None:
                 work_db.set_result(job_id, WorkResult(output="not in the sample", worker_outcome=WorkerOutcome.SKIPPED))
 
 
-def summarize(name: str, db: pathlib.Path, baseline: float) -> dict:
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    report = subprocess.run([_bin("cr-report"), "--show-diff", "--surviving-only", str(db)],
-                            capture_output=True, text=True, check=False).stdout
-    (REPORTS / f"{name}.txt").write_text(report)
+def summarize(name: str, db: pathlib.Path, baseline: float | None, write: bool = True) -> dict:
+    """Counts per outcome of a session; a mutant stopped by a time limit (cosmic-ray's, which
+    it reports as killed with output "timeout", or pytest-timeout's) counts as a timeout, not
+    as killed: on a loaded machine a slow survivor can hit the limit."""
+    if write:
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        report = subprocess.run([_bin("cr-report"), "--show-diff", "--surviving-only", str(db)],
+                                capture_output=True, text=True, check=False).stdout
+        (REPORTS / f"{name}.txt").write_text(report)
     dump = subprocess.run([_bin("cosmic-ray"), "dump", str(db)], capture_output=True, text=True, check=True).stdout
     counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "skipped": 0, "pending": 0}
     survivors = []
@@ -165,7 +234,8 @@ def summarize(name: str, db: pathlib.Path, baseline: float) -> dict:
         outcome = result.get("worker_outcome")
         if outcome == "skipped":
             counts["skipped"] += 1
-        elif outcome == "timeout":
+        elif outcome == "timeout" or (result.get("output") or "").strip() == "timeout" \
+                or "+ Timeout +" in (result.get("output") or ""):
             counts["timeout"] += 1
         elif outcome != "normal":
             counts["incompetent"] += 1  # the mutant could not be run (abnormal worker exit)
@@ -177,21 +247,36 @@ def summarize(name: str, db: pathlib.Path, baseline: float) -> dict:
             survivors.append(f"{m['module_path']}:{m['start_pos'][0]} {m['operator_name']} #{m['occurrence']}")
         else:
             counts["incompetent"] += 1
-    return {"module": name, "baseline_s": round(baseline, 1), **counts, "survivors": survivors}
+    return {"module": name, "baseline_s": None if baseline is None else round(baseline, 1), **counts, "survivors": survivors}
+
+
+def _score(r: dict) -> str:
+    denom = r["killed"] + r["survived"]
+    return f"{100 * r['killed'] / denom:.1f}%" if denom else "n/a"
 
 
 def write_summary(rows: list[dict]) -> None:
+    """summary.md: one row per module (killed / survived / timeout, score killed / (killed +
+    survived)); a rerun of the survivors adds its session's counts before the rerun. Rows of
+    modules not in this run are kept from earlier runs (reports/summary.json)."""
+    store = REPORTS / "summary.json"
+    known = json.loads(store.read_text()) if store.exists() else {}
+    known.update({r["module"]: r for r in rows})
+    rows = [known[n] for n in MODULES if n in known]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(known, indent=1) + "\n")
     lines = ["# Mutation testing summary (cosmic-ray)", "",
-             "| module | killed | survived | timeout | incompetent | skipped | not run | score | baseline s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| module | killed | survived | timeout | incompetent | skipped | not run | score | before the rerun "
+             "(killed / survived / timeout, score) | baseline s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['module']} | error: {r['error']} ||||||||")
+            lines.append(f"| {r['module']} | error: {r['error']} |||||||||")
             continue
-        denom = r["killed"] + r["survived"]
-        score = f"{100 * r['killed'] / denom:.1f}%" if denom else "n/a"
+        b = r.get("before")
+        was = f"{b['killed']} / {b['survived']} / {b['timeout']}, {_score(b)}" if b else ""
         lines.append(f"| {r['module']} | {r['killed']} | {r['survived']} | {r['timeout']} | {r['incompetent']} | "
-                     f"{r['skipped']} | {r['pending']} | {score} | {r['baseline_s']} |")
+                     f"{r['skipped']} | {r['pending']} | {_score(r)} | {was} | {r['baseline_s'] or ''} |")
     lines += ["", "Survivors (file:line operator #occurrence; diffs in reports/<module>.txt):", ""]
     for r in rows:
         lines += [f"- {s}" for s in r.get("survivors", [])]
@@ -211,6 +296,8 @@ def main(argv=None):
     ap.add_argument("--sample", type=int, default=60,
                     help="mutants per module, a fixed random sample (0: all; 2045 in all, hours on 2 cores)")
     ap.add_argument("--report-only", action="store_true", help="summarize existing sessions under --work")
+    ap.add_argument("--rerun-survivors", action="store_true",
+                    help="run the survivors and timeouts of the sessions under --work again, against today's tests")
     args = ap.parse_args(argv)
     names = args.modules or list(MODULES)
     unknown = sorted(set(names) - set(MODULES))
@@ -219,11 +306,13 @@ def main(argv=None):
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        rows = [summarize(n, work / n / "session.sqlite", float("nan")) for n in names
+        rows = [summarize(n, work / n / "session.sqlite", None) for n in names
                 if (work / n / "session.sqlite").exists()]
     else:
+        job = ((lambda n: rerun_survivors(n, work, args.timeout_factor)) if args.rerun_survivors
+               else (lambda n: run_module(n, work, args.timeout_factor, args.sample or None)))
         with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(lambda n: run_module(n, work, args.timeout_factor, args.sample or None), names))
+            rows = list(pool.map(job, names))
     write_summary(rows)
 
 
