@@ -1,7 +1,10 @@
 """Mutation testing of measureflow's numerical core with cosmic-ray (``make mutate``).
 
 cosmic-ray runs one test command per mutant (a fresh ``pytest`` process: JAX is never
-forked after initialization). Each module is mutated in its own copy of the tree (src/,
+forked after initialization): ``select_tests.py``, which runs only the covering tests that
+execute the function the mutant changed, found by one coverage run of the covering tests per
+module (``mutation-map.json``; JAX's caches cleared before each test so every test that uses a
+jitted function is recorded for it). Each module is mutated in its own copy of the tree (src/,
 tests/, examples/, pyproject.toml) under ``--work``, against the fast tests that cover it
 (MODULES below), so modules run in parallel (``--jobs``) without touching the checkout.
 
@@ -91,7 +94,7 @@ CONFIG = """[cosmic-ray]
 module-path = {paths}
 timeout = {timeout}
 excluded-modules = []
-test-command = "{python} -m pytest -x -q -p no:cacheprovider -p no:randomly --timeout {test_timeout} {tests}"
+test-command = "{python} {select} {tree} --timeout {test_timeout}"
 
 [cosmic-ray.distributor]
 name = "local"
@@ -122,20 +125,61 @@ def _run(cmd, cwd, env, log):
 
 
 def _configure(name: str, tree: pathlib.Path, env: dict, log, timeout_factor: float) -> tuple[pathlib.Path, float]:
-    """Time the covering tests on the unmutated tree (the per-mutant timeout is a multiple of
-    it) and write the cosmic-ray config; raises RuntimeError if they fail unmutated."""
+    """Run the covering tests once, unmutated, under coverage (the map of which tests execute
+    which function, ``mutation-map.json``; its time sets the per-mutant timeout), keep the
+    pristine sources beside the tree, and write the cosmic-ray config whose test command
+    (select_tests.py) runs only the tests that execute the mutated code. Raises RuntimeError
+    if the covering tests fail unmutated."""
     sources, tests = MODULES[name]
+    roots = [tree / "src" / "measureflow" / s for s in sources]
+    files = [p.relative_to(tree) for r in roots for p in (sorted(r.glob("**/*.py")) if r.is_dir() else [r])]
+    shutil.rmtree(tree / ".pristine", ignore_errors=True)
+    for rel in files:
+        (tree / ".pristine" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / rel, tree / ".pristine" / rel)
+    order = tree / "order.txt"
+    order.unlink(missing_ok=True)
+    cov_env = dict(env, PYTHONPATH=f"{env['PYTHONPATH']}{os.pathsep}{ROOT / 'mutation'}",
+                   COVERAGE_FILE=str(tree / ".coverage"), MUTATION_ORDER_FILE=str(order))
     t0 = time.perf_counter()
-    base = _run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], tree, env, log)
+    base = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "_trace_each_test",
+                 "--cov=measureflow", "--cov-context=test", "--cov-report=", *tests], tree, cov_env, log)
     baseline = time.perf_counter() - t0
     if base != 0:
         raise RuntimeError(f"the covering tests fail unmutated (see {log.name})")
+    (tree / "mutation-map.json").write_text(json.dumps(
+        {"covering": tests, "order": order.read_text().split("\n")[:-1],
+         "files": {str(rel): {"lines": _lines_to_tests(tree, rel)} for rel in files}}))
     cfg = tree / "cosmic-ray.toml"
     limit = round(timeout_factor * baseline + 30)
     cfg.write_text(CONFIG.format(paths=json.dumps([f"src/measureflow/{s}" for s in sources]), timeout=limit,
-                                 test_timeout=limit, python=sys.executable, tests=" ".join(tests),
-                                 exclude=json.dumps(EXCLUDE)))
+                                 test_timeout=limit, python=sys.executable, select=ROOT / "mutation" / "select_tests.py",
+                                 tree=tree, exclude=json.dumps(EXCLUDE)))
     return cfg, baseline
+
+
+def _lines_to_tests(tree: pathlib.Path, rel: pathlib.Path) -> dict[str, list[str]]:
+    """Each line inside a function executed by some test -> the tests that executed any line
+    of its innermost enclosing function. Lines outside functions, or in functions no test ran
+    in-process (e.g. only in a subprocess), are left out: their mutants run every covering test."""
+    import ast
+
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(tree / ".coverage"))
+    data.read()
+    by_line = data.contexts_by_lineno(str((tree / rel).resolve()))
+    funcs = sorted((n.lineno, n.end_lineno) for n in ast.walk(ast.parse((tree / rel).read_text()))
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    out: dict[str, list[str]] = {}
+    for start, end in funcs:  # later (inner) functions overwrite their outer ones' lines
+        tests = sorted({c.rsplit("|", 1)[0] for line in range(start, end + 1) for c in by_line.get(line, ()) if c})
+        for line in range(start, end + 1):
+            if tests:
+                out[str(line)] = tests
+            else:
+                out.pop(str(line), None)
+    return out
 
 
 def _env(tree: pathlib.Path) -> dict:
