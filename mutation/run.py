@@ -186,8 +186,22 @@ def _env(tree: pathlib.Path) -> dict:
     return dict(os.environ, PYTHONPATH=str(tree / "src"), JAX_PLATFORMS="cpu")
 
 
+def _unchanged(name: str, tree: pathlib.Path) -> bool:
+    """Whether the module's sources in ``tree`` (pristine copies) equal the checkout's."""
+    pristine = tree / ".pristine" / "src" / "measureflow"
+    for src in MODULES[name][0]:
+        ours, theirs = ROOT / "src" / "measureflow" / src, pristine / src
+        files = sorted(p.relative_to(ours) for p in ours.rglob("*.py")) if ours.is_dir() else [pathlib.Path()]
+        if not all((theirs / f).exists() and (ours / f).read_bytes() == (theirs / f).read_bytes() for f in files):
+            return False
+    return True
+
+
 def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int | None) -> dict:
     tree = work / name
+    db = tree / "session.sqlite"
+    if db.exists() and (tree / "cosmic-ray.toml").exists() and _unchanged(name, tree):
+        return _resume(name, tree, db, sample)
     _copy_tree(tree)
     env = _env(tree)
     log = open(work / f"{name}.log", "w")
@@ -195,7 +209,6 @@ def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int
         cfg, baseline = _configure(name, tree, env, log, timeout_factor)
     except RuntimeError as e:
         return {"module": name, "error": str(e)}
-    db = tree / "session.sqlite"
     for cmd in ([_bin("cosmic-ray"), "init", cfg, db], [_bin("cr-filter-operators"), db, cfg],
                 [_bin("cr-filter-pragma"), db]):
         if _run(cmd, tree, env, log) != 0:
@@ -206,6 +219,22 @@ def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int
     return summarize(name, db, baseline)
 
 
+def _resume(name: str, tree: pathlib.Path, db: pathlib.Path, sample: int | None) -> dict:
+    """Go on with an interrupted session of unchanged source: its mutants not yet run, cut
+    to ``sample`` in all (the ones already run count)."""
+    done = sum(1 for line in _dump(db) if line[1] is not None and line[1].get("worker_outcome") != "skipped")
+    _sample(db, None if sample is None else max(sample - done, 0), seed=1)
+    with open(tree.parent / f"{name}.log", "a") as log:
+        if _run([_bin("cosmic-ray"), "exec", tree / "cosmic-ray.toml", db], tree, _env(tree), log) != 0:
+            return {"module": name, "error": f"cosmic-ray exec failed (see {log.name})"}
+    return summarize(name, db, None)
+
+
+def _dump(db: pathlib.Path) -> list:
+    out = subprocess.run([_bin("cosmic-ray"), "dump", str(db)], capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def rerun_survivors(name: str, work: pathlib.Path, timeout_factor: float) -> dict:
     """Run a finished session's survivors (and timeouts) again against today's tests: the
     "after" of the score, once tests were written for the survivors. The module's source must
@@ -214,11 +243,8 @@ def rerun_survivors(name: str, work: pathlib.Path, timeout_factor: float) -> dic
     tree, db = work / name, work / name / "session.sqlite"
     if not db.exists():
         return {"module": name, "error": f"no session to rerun under {tree} (run the module first)"}
-    for src in MODULES[name][0]:
-        ours, theirs = ROOT / "src" / "measureflow" / src, tree / "src" / "measureflow" / src
-        files = sorted(p.relative_to(ours) for p in ours.rglob("*.py")) if ours.is_dir() else [pathlib.Path()]
-        if any((ours / f).read_bytes() != (theirs / f).read_bytes() for f in files):
-            return {"module": name, "error": f"src/measureflow/{src} changed since the session: run it afresh"}
+    if not _unchanged(name, tree):
+        return {"module": name, "error": f"the sources of {name} changed since the session: run it afresh"}
     before = summarize(name, db, None, write=False)
     for sub in ("tests", "examples"):
         shutil.rmtree(tree / sub)
@@ -241,7 +267,7 @@ def _sample(db: pathlib.Path, size: int | None, seed: int) -> None:
     """Keep a random sample of ``size`` pending mutants (fixed seed: the same sample every
     run of the same code), marking the others skipped: the score is then an estimate with
     standard error ≈ √(s(1 − s)/size)."""
-    if not size:
+    if size is None:
         return
     import random
 
@@ -267,11 +293,9 @@ def summarize(name: str, db: pathlib.Path, baseline: float | None, write: bool =
         report = subprocess.run([_bin("cr-report"), "--show-diff", "--surviving-only", str(db)],
                                 capture_output=True, text=True, check=False).stdout
         (REPORTS / f"{name}.txt").write_text(report)
-    dump = subprocess.run([_bin("cosmic-ray"), "dump", str(db)], capture_output=True, text=True, check=True).stdout
     counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "skipped": 0, "pending": 0}
     survivors = []
-    for line in dump.splitlines():
-        item, result = json.loads(line)
+    for item, result in _dump(db):
         if result is None:
             counts["pending"] += 1
             continue
