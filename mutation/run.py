@@ -48,34 +48,38 @@ REPORTS = ROOT / "mutation" / "reports"
 #: all), so each list is the module's direct tests without the long runs (seconds each,
 #: 15–60 s in all on a quiet 2-core machine), fastest-failing first.
 _T = "tests/"
+#: the bad-input checks (the table of tests/bad_inputs_table.py on the API, argument errors):
+#: every numerical module validates its inputs
+_INPUTS = [_T + "test_inputs.py", "--deselect", _T + "test_inputs.py::test_cli_version_and_help",
+           _T + "test_robustness.py::test_bad_input_is_refused_clearly"]
 MODULES = {
     "losses": (["losses.py"], [_T + "test_core_gradients.py", _T + "test_properties.py",
                                _T + "test_solvers.py::test_default_step_is_stable_and_close_to_the_limit",
-                               _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes"]),
+                               _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes"] + _INPUTS),
     "regularizers": (["regularizers.py"], [_T + "test_core_gradients.py", _T + "test_properties.py",
                                            _T + "test_solvers.py::test_fb_reaches_lasso_minimum",
-                                           _T + "test_solver_layer.py::test_fb_stationarity_is_the_gradient_mapping_and_vanishes_at_the_lasso_optimum"]),
+                                           _T + "test_solver_layer.py::test_fb_stationarity_is_the_gradient_mapping_and_vanishes_at_the_lasso_optimum"] + _INPUTS),
     "kernels": (["kernels.py"], [_T + "test_properties.py", _T + "test_deconvolution.py",
                                  "--deselect", _T + "test_deconvolution.py::test_euclidean_flow_stays_available_but_is_stiff",
-                                 _T + "test_certificates.py"]),
+                                 _T + "test_certificates.py"] + _INPUTS),
     "certificates": (["certificates.py"], [_T + "test_certificates.py",
                                            _T + "test_deconvolve.py::test_single_spike_has_the_closed_form_solution_and_certificate",
                                            _T + "test_deconvolve.py::test_lambda_above_lambda_max_returns_the_certified_zero_measure",
-                                           _T + "test_deconvolve.py::test_certificate_sup_matches_a_dense_scan_and_bounded_maximization"]),
+                                           _T + "test_deconvolve.py::test_certificate_sup_matches_a_dense_scan_and_bounded_maximization"] + _INPUTS),
     "population": (["population.py"], [_T + "test_blocking.py", _T + "test_networks.py", _T + "test_exact_field.py",
                                        "--deselect", _T + "test_exact_field.py::test_batched_sgd_on_a_sampler_equals_single_runs",
-                                       "--deselect", _T + "test_networks.py::test_default_step_control_halves_a_step_that_outgrows_the_curvature"]),
+                                       "--deselect", _T + "test_networks.py::test_default_step_control_halves_a_step_that_outgrows_the_curvature"] + _INPUTS),
     "problem": (["problem.py"], [_T + "test_core_gradients.py", _T + "test_solvers.py",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_equals_one_by_one_with_padding",
-                                 "--deselect", _T + "test_solvers.py::test_solve_batch_over_problems_with_sgd"]),
+                                 "--deselect", _T + "test_solvers.py::test_solve_batch_over_problems_with_sgd"] + _INPUTS),
     "methods": (["methods"], [_T + "test_methods.py", _T + "test_curvature.py", _T + "test_solver_layer.py::test_continuing_a_run_is_bit_identical_to_one_uninterrupted_run",
                               _T + "test_langevin.py::test_linear_feature_stationary_mean_and_covariance",
                               _T + "test_langevin.py::test_quadratic_potential_reaches_the_discretized_gibbs_law",
-                              _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"]),
+                              _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"] + _INPUTS),
     "solvers": (["solvers"], [_T + "test_solver_layer.py", _T + "test_solvers.py", _T + "test_curvature.py",
                               "--deselect", _T + "test_solver_layer.py::test_gd_on_the_exact_population_risk_matches_gd_on_a_large_sample",
-                              "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"]),
+                              "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"] + _INPUTS),
     "store": (["store.py"], [_T + "test_store.py", _T + "test_compatibility.py", _T + "test_sweep_clients.py"]),
 }
 
