@@ -51,7 +51,7 @@ _T = "tests/"
 #: the bad-input checks (the table of tests/bad_inputs_table.py on the API, argument errors):
 #: every numerical module validates its inputs
 _INPUTS = [_T + "test_inputs.py", "--deselect", _T + "test_inputs.py::test_cli_version_and_help",
-           _T + "test_robustness.py::test_bad_input_is_refused_clearly"]
+           _T + "test_robustness.py::test_bad_input_is_refused_clearly", _T + "test_input_messages.py"]
 MODULES = {
     "losses": (["losses.py"], [_T + "test_core_gradients.py", _T + "test_properties.py",
                                _T + "test_solvers.py::test_default_step_is_stable_and_close_to_the_limit",
@@ -78,6 +78,7 @@ MODULES = {
                               _T + "test_langevin.py::test_quadratic_potential_reaches_the_discretized_gibbs_law",
                               _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"] + _INPUTS),
     "solvers": (["solvers"], [_T + "test_solver_layer.py", _T + "test_solvers.py", _T + "test_curvature.py",
+                              _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes",
                               "--deselect", _T + "test_solver_layer.py::test_gd_on_the_exact_population_risk_matches_gd_on_a_large_sample",
                               "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"] + _INPUTS),
     "store": (["store.py"], [_T + "test_store.py", _T + "test_compatibility.py", _T + "test_sweep_clients.py"]),

@@ -1,0 +1,20 @@
+"""Input errors whose message carries numbers or lists: the exact text, where the message is
+built from the input (tests/bad_inputs_table.py checks every error's class and its start)."""
+
+import re
+
+import numpy as np
+import pytest
+
+import measureflow as mf
+
+
+@pytest.mark.parametrize("bad,shown", [([0.0, 2.0, 3.0], "0.0, 2.0, 3.0)"), ([0.0, 2.0, 3.0, 5.0], "0.0, 2.0, 3.0, ...)")])
+def test_logistic_label_error_lists_three_bad_values_then_an_ellipsis(bad, shown):
+    """Up to three distinct bad labels are listed; a fourth becomes '...'; the count is of
+    bad entries (each bad value twice here). Checked before the run starts."""
+    y = np.array([1.0, -1.0] + bad + bad)
+    data = mf.data.Dataset(np.ones((len(y), 2)), y)
+    with pytest.raises(mf.ValidationError, match=re.escape(f"y has {2 * len(bad)} other value(s) ({shown};")):
+        mf.solve(mf.Problem(mf.features.ReLU(input_dim=2), "logistic", None, data),
+                 mf.Particles(np.ones((3, 3)), np.ones(3) / 3), step=0.1, iterations=1)
