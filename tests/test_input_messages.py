@@ -18,3 +18,16 @@ def test_logistic_label_error_lists_three_bad_values_then_an_ellipsis(bad, shown
     with pytest.raises(mf.ValidationError, match=re.escape(f"y has {2 * len(bad)} other value(s) ({shown};")):
         mf.solve(mf.Problem(mf.features.ReLU(input_dim=2), "logistic", None, data),
                  mf.Particles(np.ones((3, 3)), np.ones(3) / 3), step=0.1, iterations=1)
+
+
+def test_a_failing_user_feature_is_named_with_its_error_class_and_first_line():
+    """The user's exception is reported as 'Class: its first line' (one line, not its trace)."""
+
+    def feature(th, x):
+        raise ValueError("first line of the user's error\nsecond line")
+
+    data = mf.data.Dataset(np.ones((4, 2)), np.ones(4))
+    with pytest.raises(mf.ValidationError) as err:
+        mf.Problem(mf.features.Custom(feature, dim=3), "square", None, data)
+    assert str(err.value) == ("the feature Custom φ(θ, x) (θ in R^3, x in R^2) fails on inputs of shapes (3,), (2,): "
+                              "ValueError: first line of the user's error")
