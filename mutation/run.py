@@ -78,6 +78,7 @@ MODULES = {
                               _T + "test_langevin.py::test_quadratic_potential_reaches_the_discretized_gibbs_law",
                               _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"] + _INPUTS),
     "solvers": (["solvers"], [_T + "test_solver_layer.py", _T + "test_solvers.py", _T + "test_curvature.py",
+                              _T + "test_solver_files.py",
                               _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes",
                               "--deselect", _T + "test_solver_layer.py::test_gd_on_the_exact_population_risk_matches_gd_on_a_large_sample",
                               "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"] + _INPUTS),

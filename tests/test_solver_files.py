@@ -1,0 +1,42 @@
+"""What the solver layer leaves on disk and accepts as keys: a checkpoint write that fails
+leaves the previous checkpoint and no temporary behind; solve_batch takes PRNG keys as well
+as seeds, the same streams either way."""
+
+import glob
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import measureflow as mf
+from measureflow.solvers import checkpoint as ckpt
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "run.ckpt")
+    ckpt.save(path, {"iteration": 1}, {"a": np.arange(3.0)})
+    before = open(path, "rb").read()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):  # the original error, not a cleanup error
+        ckpt.save(path, {"iteration": 2}, {"a": np.arange(3.0) + 1})
+    assert glob.glob(os.path.join(tmp_path, ".checkpoint-*")) == []
+    assert open(path, "rb").read() == before
+
+
+def test_solve_batch_takes_keys_or_seeds_alike():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2))
+    prob = mf.Problem(mf.features.ReLU(2, bias=True), "square", None, mf.data.Dataset(X, np.tanh(X[:, 0])))
+    mus = [mf.init.admissible(prob.feature, 6, key=0)] * 2  # the same start: only the keys differ
+    kw = dict(step=0.1, iterations=20, batch_size=8, snapshots=0)
+    by_seed = mf.solve_batch(prob, mus, "sgd", keys=[3, 4], **kw)
+    by_key = mf.solve_batch(prob, mus, "sgd", keys=[jax.random.PRNGKey(3), jax.random.PRNGKey(4)], **kw)
+    for a, b in zip(by_seed, by_key):
+        np.testing.assert_array_equal(np.asarray(a.particles.positions), np.asarray(b.particles.positions))
+    assert not np.array_equal(np.asarray(by_seed[0].particles.positions),
+                              np.asarray(by_seed[1].particles.positions))  # the keys do set the batches
