@@ -62,7 +62,7 @@ MODULES = {
     "kernels": (["kernels.py"], [_T + "test_properties.py", _T + "test_deconvolution.py",
                                  "--deselect", _T + "test_deconvolution.py::test_euclidean_flow_stays_available_but_is_stiff",
                                  _T + "test_certificates.py"] + _INPUTS),
-    "certificates": (["certificates.py"], [_T + "test_certificates.py",
+    "certificates": (["certificates.py"], [_T + "test_certificates.py", _T + "test_certificate_pieces.py",
                                            _T + "test_deconvolve.py::test_single_spike_has_the_closed_form_solution_and_certificate",
                                            _T + "test_deconvolve.py::test_lambda_above_lambda_max_returns_the_certified_zero_measure",
                                            _T + "test_deconvolve.py::test_certificate_sup_matches_a_dense_scan_and_bounded_maximization"] + _INPUTS),
