@@ -150,6 +150,9 @@ def _newton(H: jax.Array, gr: jax.Array):
 #: of the grid — below float64 resolution. (A fixed absolute tolerance stalls: round-off
 #: in η' keeps proposing steps of ~1e-12.)
 _STEP_TOL = 1e-8
+#: ... or once the first-order gain |∇η·step| of every start is below this fraction of its
+#: |η| (a few ulps: the value can no longer change in float64)
+_GAIN_TOL = 4 * np.finfo(float).eps
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -158,7 +161,7 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
     step when the Hessian is negative definite, else a gradient step; steps of length
     ≤ ``spacing`` (the trust radius); a step is kept only if it does not decrease σ·η,
     else the radius halves. At most ``steps`` steps, fewer once every start has converged
-    (proposed steps ≤ 1e-8·spacing)."""
+    (proposed step ≤ 1e-8·spacing, or its predicted gain below round-off of σ·η)."""
 
     def h(t, sigma):
         return sigma * _eta(problem, g, t[None], lam)[0]
@@ -172,23 +175,28 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
         cand = t + step
         cval = h(cand, sigma)
         better = cval >= val
+        # done: the step is negligible, or the gain it predicts (first order) is below the
+        # round-off of σ·η — then no step can raise the value visibly, and a rejected
+        # round-off step would otherwise halve the radius ~30 times before the step test holds
+        gain = jnp.abs(gr @ step)
+        active = (jnp.max(jnp.abs(step)) > _STEP_TOL * spacing) & (gain > _GAIN_TOL * jnp.maximum(jnp.abs(val), 1e-300))
         return (jnp.where(better, cand, t), jnp.where(better, cval, val),
-                jnp.where(better, radius, radius / 2), jnp.max(jnp.abs(step)))
+                jnp.where(better, radius, radius / 2), active)
 
     vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
     sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
     radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 
     def cond(state):
-        i, *_, size = state
-        return (i < steps) & (size > _STEP_TOL * spacing)
+        i, *_, active = state
+        return (i < steps) & active
 
     def body(state):
         i, t, val, radius, _ = state
-        t, val, radius, size = jax.vmap(step_one)(t, val, radius, sigma)
-        return i + 1, t, val, radius, jnp.max(size)
+        t, val, radius, active = jax.vmap(step_one)(t, val, radius, sigma)
+        return i + 1, t, val, radius, jnp.any(active)
 
-    init = (0, starts, sigma * vals0, radius0, jnp.asarray(jnp.inf, starts.dtype))
+    init = (0, starts, sigma * vals0, radius0, jnp.asarray(True))
     _, t, val, _, _ = jax.lax.while_loop(cond, body, init)
     return jnp.mod(t, 1.0), sigma * val
 
