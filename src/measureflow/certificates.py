@@ -75,12 +75,14 @@ def _unit_lam(problem: Problem) -> Problem:
                  regularizer=_dc.replace(reg, lam=1.0))
 
 
-def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam) -> jax.Array:
-    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j."""
+def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam, absolute: bool = False) -> jax.Array:
+    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j
+    (``absolute``: with |φ₁| in place of φ₁)."""
     feat = problem.feature
     T = T.reshape(T.shape[0], -1).astype(g.dtype)
     thetas = jnp.insert(T, feat.weight_index, 1.0, axis=1)
-    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / lam
+    M = feat.matrix(thetas, problem.data.evaluation_set().X)
+    return -((jnp.abs(M) if absolute else M) @ g) / lam
 
 
 _eta_jit = jax.jit(_eta)
@@ -150,9 +152,9 @@ def _newton(H: jax.Array, gr: jax.Array):
 #: of the grid — below float64 resolution. (A fixed absolute tolerance stalls: round-off
 #: in η' keeps proposing steps of ~1e-12.)
 _STEP_TOL = 1e-8
-#: ... or once the first-order gain |∇η·step| of every start is below this fraction of its
-#: |η| (a few ulps: the value can no longer change in float64)
-_GAIN_TOL = 4 * np.finfo(float).eps
+#: ... or once the first-order gain |∇η·step| of every start is below this multiple of the
+#: round-off of η there (ε·Σ_j|g_j φ₁(θ̃, x_j)|/λ): the value can no longer change visibly
+_GAIN_TOL = 8 * np.finfo(float).eps
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -161,12 +163,12 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
     step when the Hessian is negative definite, else a gradient step; steps of length
     ≤ ``spacing`` (the trust radius); a step is kept only if it does not decrease σ·η,
     else the radius halves. At most ``steps`` steps, fewer once every start has converged
-    (proposed step ≤ 1e-8·spacing, or its predicted gain below round-off of σ·η)."""
+    (proposed step ≤ 1e-8·spacing, or its predicted gain below the round-off of η)."""
 
     def h(t, sigma):
         return sigma * _eta(problem, g, t[None], lam)[0]
 
-    def step_one(t, val, radius, sigma):
+    def step_one(t, val, radius, sigma, noise):
         gr, H = jax.grad(h)(t, sigma), jax.hessian(h)(t, sigma)
         newton, concave = _newton(H, gr)
         ok = concave & jnp.all(jnp.isfinite(newton))
@@ -176,14 +178,17 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
         cval = h(cand, sigma)
         better = cval >= val
         # done: the step is negligible, or the gain it predicts (first order) is below the
-        # round-off of σ·η — then no step can raise the value visibly, and a rejected
-        # round-off step would otherwise halve the radius ~30 times before the step test holds
+        # round-off of evaluating η — then no step can raise the value visibly (a rejected
+        # round-off step would otherwise halve the radius ~30 times before the step test holds)
         gain = jnp.abs(gr @ step)
-        active = (jnp.max(jnp.abs(step)) > _STEP_TOL * spacing) & (gain > _GAIN_TOL * jnp.maximum(jnp.abs(val), 1e-300))
+        active = (jnp.max(jnp.abs(step)) > _STEP_TOL * spacing) & (gain > _GAIN_TOL * noise)
         return (jnp.where(better, cand, t), jnp.where(better, cval, val),
                 jnp.where(better, radius, radius / 2), active)
 
     vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
+    # Σ_j |g_j φ₁(θ̃, x_j)|/λ: the scale of η's round-off (η is a sum of such terms that
+    # cancel to O(1) when λ is small)
+    noise = _eta(problem, -jnp.abs(g), starts, lam, absolute=True)
     sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
     radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 
@@ -193,7 +198,7 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
 
     def body(state):
         i, t, val, radius, _ = state
-        t, val, radius, active = jax.vmap(step_one)(t, val, radius, sigma)
+        t, val, radius, active = jax.vmap(step_one)(t, val, radius, sigma, noise)
         return i + 1, t, val, radius, jnp.any(active)
 
     init = (0, starts, sigma * vals0, radius0, jnp.asarray(True))
@@ -225,11 +230,28 @@ class Certificate:
         return np.asarray(self.eta(P.reshape(P.shape[0], -1) if P.ndim > 1 else P[:, None]))
 
 
-def certificate(problem: Problem, particles: Particles, *, grid: int | None = None,
-                newton_steps: int = 30) -> Certificate:
-    """η of ``particles`` and sup|η| over the torus: |η| on a uniform grid of ``grid``
-    points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
-    safeguarded Newton from every grid local maximum and every particle position."""
+@dataclasses.dataclass(frozen=True)
+class GridScan:
+    """The first stage of :func:`certificate`: η on the uniform grid of the torus.
+
+    grid, values   the grid (n^k, k) and η on it;  n  points per axis
+    maxima         indices of the grid local maxima of |η| (periodic, ties kept)
+    eta            θ̃ (q, k) ↦ η(θ̃);  problem, lam, residual  what the Newton stage needs
+    max(|values|) ≤ sup|η|: a grid value above 1 already proves the measure not optimal."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    n: int
+    maxima: np.ndarray
+    eta: Callable = dataclasses.field(repr=False)
+    problem: Problem = dataclasses.field(repr=False)
+    lam: float
+    residual: jax.Array = dataclasses.field(repr=False)
+
+
+def grid_scan(problem: Problem, particles: Particles, *, grid: int | None = None) -> GridScan:
+    """η of ``particles`` on a uniform grid of ``grid`` points per axis (default: 16 per
+    kernel resolution in 1-D, 8 in 2-D) and the grid's local maxima of |η|."""
     _check(problem, particles)
     pc, lam = _unit_lam(problem), problem.regularizer.lam
     g = _residual_jit(pc, particles)
@@ -237,13 +259,25 @@ def certificate(problem: Problem, particles: Particles, *, grid: int | None = No
     feat = problem.feature
     k = feat.dim - 1
     n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
-    newton_steps = check_int("newton_steps", newton_steps, minimum=0)
     G = _torus_grid(n, k)
     per = max(1, _CHUNK // max(problem.data.evaluation_set().n, 1))
     per = min(per, len(G))
     padded = _pad(G, -(-len(G) // per) * per)  # equal chunks: one compilation
     vals = np.concatenate([np.asarray(eta(padded[i:i + per])) for i in range(0, len(padded), per)])[:len(G)]
-    starts = G[_grid_local_maxima(vals, n, k)]
+    return GridScan(G, vals, n, _grid_local_maxima(vals, n, k), eta, pc, lam, g)
+
+
+def certificate(problem: Problem, particles: Particles, *, grid: int | None = None,
+                newton_steps: int = 30) -> Certificate:
+    """η of ``particles`` and sup|η| over the torus: |η| on a uniform grid of ``grid``
+    points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
+    safeguarded Newton from every grid local maximum and every particle position."""
+    scan = grid_scan(problem, particles, grid=grid)
+    newton_steps = check_int("newton_steps", newton_steps, minimum=0)
+    pc, lam, g, eta, G, vals, n = scan.problem, scan.lam, scan.residual, scan.eta, scan.grid, scan.values, scan.n
+    feat = problem.feature
+    k = feat.dim - 1
+    starts = G[scan.maxima]
     P = np.asarray(particles.positions, dtype=float)
     starts = np.vstack([starts, np.mod(np.delete(P, feat.weight_index, axis=1), 1.0)])
     size = 1 << max(6, int(math.ceil(math.log2(len(starts)))))  # power-of-two batches ≥ 64: few compilations

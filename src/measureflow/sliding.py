@@ -198,6 +198,9 @@ def merge_prune(nu: SignedMeasure, radius: float, threshold: float = 0.0) -> Sig
     if len(a) == 0:
         return empty(nu.positions.shape[1])
     close = torus_distance(t[:, None, :], t[None, :, :]) <= radius
+    big = np.abs(a) > threshold
+    if np.count_nonzero(close) == len(a):  # no two spikes close (the usual case): nothing to merge
+        return SignedMeasure(a[big], t[big])
     n, labels = scipy.sparse.csgraph.connected_components(scipy.sparse.csr_matrix(close), directed=False)
     out_a, out_t = np.zeros(n), np.zeros((n, t.shape[1]))
     for lab in range(n):
