@@ -75,14 +75,17 @@ def _unit_lam(problem: Problem) -> Problem:
                  regularizer=_dc.replace(reg, lam=1.0))
 
 
-def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam, absolute: bool = False) -> jax.Array:
-    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j
-    (``absolute``: with |φ₁| in place of φ₁)."""
+def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam, noise: bool = False) -> jax.Array:
+    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j;
+    ``noise``: instead, max_j |φ₁(θ̃, x_j)| Σ_j |g_j| / λ, the scale of η's round-off (each
+    term's error is ε × the kernel's scale, and the terms cancel to O(1) when λ is small)."""
     feat = problem.feature
     T = T.reshape(T.shape[0], -1).astype(g.dtype)
     thetas = jnp.insert(T, feat.weight_index, 1.0, axis=1)
     M = feat.matrix(thetas, problem.data.evaluation_set().X)
-    return -((jnp.abs(M) if absolute else M) @ g) / lam
+    if noise:
+        return jnp.max(jnp.abs(M), axis=1) * jnp.sum(jnp.abs(g)) / lam
+    return -(M @ g) / lam
 
 
 _eta_jit = jax.jit(_eta)
@@ -153,7 +156,7 @@ def _newton(H: jax.Array, gr: jax.Array):
 #: in η' keeps proposing steps of ~1e-12.)
 _STEP_TOL = 1e-8
 #: ... or once the first-order gain |∇η·step| of every start is below this multiple of the
-#: round-off of η there (ε·Σ_j|g_j φ₁(θ̃, x_j)|/λ): the value can no longer change visibly
+#: round-off of η there (ε·max|φ₁|·Σ_j|g_j|/λ): the value can no longer change visibly
 _GAIN_TOL = 8 * np.finfo(float).eps
 
 
@@ -186,9 +189,7 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
                 jnp.where(better, radius, radius / 2), active)
 
     vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
-    # Σ_j |g_j φ₁(θ̃, x_j)|/λ: the scale of η's round-off (η is a sum of such terms that
-    # cancel to O(1) when λ is small)
-    noise = _eta(problem, -jnp.abs(g), starts, lam, absolute=True)
+    noise = _eta(problem, g, starts, lam, noise=True)
     sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
     radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 

@@ -295,10 +295,14 @@ def deconvolve(problem: Problem, *, tol: float = 1e-8, m: int | None = None, key
         use_slide = best is not None and gap.objective >= best[1].objective * (1 - 1e-12)
         if best is None or gap.objective < best[1].objective:
             best = (nu, gap)
-        nu = _insert(nu, cert)
+        nu = _insert(nu, cert, radius=1e-2 * feat.resolution)
     if best is not None and best[1].objective < gap.objective:
         nu, gap = best
     return result_from(problem, nu, gap, "max_iterations", history, len(history), "deconvolve")
+
+
+#: the first insertions: grid peaks of |η(0)| above this fraction of the highest
+_FIRST_CUT = 0.3
 
 
 def _grid_peaks(scan):
@@ -310,7 +314,7 @@ def _grid_peaks(scan):
     n, vals, G = scan.n, scan.values, scan.grid
     d = G.shape[1]
     A = np.abs(vals).reshape((n,) * d)
-    idx = scan.maxima[np.abs(vals[scan.maxima]) > max(1.0, 0.5 * float(np.max(np.abs(vals))))]
+    idx = scan.maxima[np.abs(vals[scan.maxima]) > max(1.0, _FIRST_CUT * float(np.max(np.abs(vals))))]
     idx = idx[np.argsort(-np.abs(vals[idx]), kind="stable")]
     multi = np.unravel_index(idx, A.shape)
     pos = G[idx].copy()
@@ -379,17 +383,22 @@ def _eta_signs(cert, nu):
     return np.sign(cert(padded)[:len(P)])
 
 
-def _insert(nu, cert, every: bool = True):
-    """ν plus zero-amplitude spikes at the arg max of |η| and (``every``) at every other
-    local maximum of |η| above max(1, sup|η|/2)."""
+def _insert(nu, cert, every: bool = True, radius: float = 0.0):
+    """ν plus a zero-amplitude spike at the arg max of |η| and (``every``) at every other
+    local maximum of |η| above max(1, sup|η|/2) that lies farther than ``radius`` from the
+    spikes of ν and from a stronger maximum inserted (the local solve would merge it back:
+    near an optimum every spike is a local maximum with |η| ≈ 1)."""
     from .sliding import SignedMeasure
 
-    new = [np.atleast_1d(cert.argmax)]
+    d = nu.positions.shape[1]
+    new = [np.mod(np.atleast_1d(cert.argmax).astype(float), 1.0)]
     if every and len(cert.maxima):
         cut = max(1.0, 0.5 * cert.sup)  # the strong violations: weak maxima are side lobes
-        new += [t for t, v in zip(cert.maxima, cert.maxima_eta) if abs(v) > cut]
-    T = np.unique(np.round(np.mod(np.array(new, dtype=float).reshape(len(new), -1), 1.0), 12), axis=0)
-    if len(nu):  # not on top of an existing spike (the slide moves those)
-        far = torus_distance(T[:, None, :], nu.positions[None, :, :]).min(axis=1) > 1e-9
-        T = T[far] if far.any() else T[:1]
+        strong = np.flatnonzero(np.abs(cert.maxima_eta) > cut)
+        strong = strong[np.argsort(-np.abs(cert.maxima_eta[strong]), kind="stable")]
+        for t in np.mod(cert.maxima[strong].reshape(-1, d), 1.0):
+            taken = np.vstack([nu.positions, np.array(new)]) if len(nu) else np.array(new)
+            if torus_distance(taken, t).min() > max(radius, 1e-9):
+                new.append(t)
+    T = np.array(new, dtype=float).reshape(len(new), d)
     return SignedMeasure(np.concatenate([nu.amplitudes, np.zeros(len(T))]), np.vstack([nu.positions, T]))
