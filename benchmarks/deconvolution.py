@@ -102,15 +102,23 @@ def certified_instances(instances: int = 20):
         yield name, [(blasso(sg, lam), sg) for sg in sigs]
 
 
-def solve_all(problem, solvers, warm=True):
-    """{name: (wall seconds, result)} per solver; ``warm``: a first untimed run compiles."""
+def solve_all(problem, solvers, warm=True, repeat=3):
+    """{name: (wall seconds, result)} per solver; ``warm``: a first untimed run compiles.
+    A solver whose timed run takes under 0.5 s is timed ``repeat`` times and the fastest
+    run kept (one run of a few ms is at the mercy of the load on a shared machine)."""
     out = {}
     for name, fn in solvers.items():
         if warm:
             fn(problem)
-        t0 = time.perf_counter()
-        res = fn(problem)
-        out[name] = (time.perf_counter() - t0, res)
+        best = None
+        for i in range(repeat):
+            t0 = time.perf_counter()
+            res = fn(problem)
+            wall = time.perf_counter() - t0
+            best = wall if best is None else min(best, wall)
+            if wall >= 0.5:
+                break
+        out[name] = (best, res)
     return out
 
 
