@@ -101,6 +101,12 @@ def _array(T):
 _residual_jit = jax.jit(lambda problem, particles: problem.residual(particles))
 
 
+@jax.jit
+def _scan_jit(problem, particles, T, lam):
+    g = problem.residual(particles)
+    return g, _eta(problem, g, T, lam)
+
+
 def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array], jax.Array]:
     """θ̃ (k, p − 1) ↦ η(θ̃) (k,), the dual certificate of ``particles`` (module docstring)."""
     _check(problem, particles)
@@ -255,16 +261,20 @@ def grid_scan(problem: Problem, particles: Particles, *, grid: int | None = None
     kernel resolution in 1-D, 8 in 2-D) and the grid's local maxima of |η|."""
     _check(problem, particles)
     pc, lam = _unit_lam(problem), problem.regularizer.lam
-    g = _residual_jit(pc, particles)
-    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
     feat = problem.feature
     k = feat.dim - 1
     n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
     G = _torus_grid(n, k)
     per = max(1, _CHUNK // max(problem.data.evaluation_set().n, 1))
-    per = min(per, len(G))
-    padded = _pad(G, -(-len(G) // per) * per)  # equal chunks: one compilation
-    vals = np.concatenate([np.asarray(eta(padded[i:i + per])) for i in range(0, len(padded), per)])[:len(G)]
+    if per >= len(G):  # one chunk: residual and grid values in one compiled call
+        g, vals = _scan_jit(pc, particles, G, lam)
+        vals = np.asarray(vals)
+    else:
+        g = _residual_jit(pc, particles)
+        padded = _pad(G, -(-len(G) // per) * per)  # equal chunks: one compilation
+        vals = np.concatenate([np.asarray(_eta_jit(pc, g, padded[i:i + per], lam))
+                               for i in range(0, len(padded), per)])[:len(G)]
+    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
     return GridScan(G, vals, n, _grid_local_maxima(vals, n, k), eta, pc, lam, g)
 
 
