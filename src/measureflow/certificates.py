@@ -75,12 +75,17 @@ def _unit_lam(problem: Problem) -> Problem:
                  regularizer=_dc.replace(reg, lam=1.0))
 
 
-def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam) -> jax.Array:
-    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j."""
+def _eta(problem: Problem, g: jax.Array, T: jax.Array, lam, noise: bool = False) -> jax.Array:
+    """η(θ̃) = −(1/λ) Σ_j g_j φ₁(θ̃, x_j) for T (k, p − 1), g the residual s_j (f − y)_j;
+    ``noise``: instead, max_j |φ₁(θ̃, x_j)| Σ_j |g_j| / λ, the scale of η's round-off (each
+    term's error is ε × the kernel's scale, and the terms cancel to O(1) when λ is small)."""
     feat = problem.feature
     T = T.reshape(T.shape[0], -1).astype(g.dtype)
     thetas = jnp.insert(T, feat.weight_index, 1.0, axis=1)
-    return -(feat.matrix(thetas, problem.data.evaluation_set().X) @ g) / lam
+    M = feat.matrix(thetas, problem.data.evaluation_set().X)
+    if noise:
+        return jnp.max(jnp.abs(M), axis=1) * jnp.sum(jnp.abs(g)) / lam
+    return -(M @ g) / lam
 
 
 _eta_jit = jax.jit(_eta)
@@ -94,6 +99,12 @@ def _array(T):
 # one compiled call per problem shape; eager, the loss derivative's autodiff is traced
 # op by op on every certificate (tens of ms)
 _residual_jit = jax.jit(lambda problem, particles: problem.residual(particles))
+
+
+@jax.jit
+def _scan_jit(problem, particles, T, lam):
+    g = problem.residual(particles)
+    return g, _eta(problem, g, T, lam)
 
 
 def eta_function(problem: Problem, particles: Particles) -> Callable[[jax.Array], jax.Array]:
@@ -150,6 +161,9 @@ def _newton(H: jax.Array, gr: jax.Array):
 #: of the grid — below float64 resolution. (A fixed absolute tolerance stalls: round-off
 #: in η' keeps proposing steps of ~1e-12.)
 _STEP_TOL = 1e-8
+#: ... or once the first-order gain |∇η·step| of every start is below this multiple of the
+#: round-off of η there (ε·max|φ₁|·Σ_j|g_j|/λ): the value can no longer change visibly
+_GAIN_TOL = 8 * np.finfo(float).eps
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -158,12 +172,12 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
     step when the Hessian is negative definite, else a gradient step; steps of length
     ≤ ``spacing`` (the trust radius); a step is kept only if it does not decrease σ·η,
     else the radius halves. At most ``steps`` steps, fewer once every start has converged
-    (proposed steps ≤ 1e-8·spacing)."""
+    (proposed step ≤ 1e-8·spacing, or its predicted gain below the round-off of η)."""
 
     def h(t, sigma):
         return sigma * _eta(problem, g, t[None], lam)[0]
 
-    def step_one(t, val, radius, sigma):
+    def step_one(t, val, radius, sigma, noise):
         gr, H = jax.grad(h)(t, sigma), jax.hessian(h)(t, sigma)
         newton, concave = _newton(H, gr)
         ok = concave & jnp.all(jnp.isfinite(newton))
@@ -172,23 +186,29 @@ def _refine(problem: Problem, g: jax.Array, starts: jax.Array, spacing, lam, ste
         cand = t + step
         cval = h(cand, sigma)
         better = cval >= val
+        # done: the step is negligible, or the gain it predicts (first order) is below the
+        # round-off of evaluating η — then no step can raise the value visibly (a rejected
+        # round-off step would otherwise halve the radius ~30 times before the step test holds)
+        gain = jnp.abs(gr @ step)
+        active = (jnp.max(jnp.abs(step)) > _STEP_TOL * spacing) & (gain > _GAIN_TOL * noise)
         return (jnp.where(better, cand, t), jnp.where(better, cval, val),
-                jnp.where(better, radius, radius / 2), jnp.max(jnp.abs(step)))
+                jnp.where(better, radius, radius / 2), active)
 
     vals0 = jax.vmap(lambda t: _eta(problem, g, t[None], lam)[0])(starts)
+    noise = _eta(problem, g, starts, lam, noise=True)
     sigma = jnp.where(vals0 >= 0, 1.0, -1.0)
     radius0 = jnp.full(starts.shape[0], spacing, starts.dtype)
 
     def cond(state):
-        i, *_, size = state
-        return (i < steps) & (size > _STEP_TOL * spacing)
+        i, *_, active = state
+        return (i < steps) & active
 
     def body(state):
         i, t, val, radius, _ = state
-        t, val, radius, size = jax.vmap(step_one)(t, val, radius, sigma)
-        return i + 1, t, val, radius, jnp.max(size)
+        t, val, radius, active = jax.vmap(step_one)(t, val, radius, sigma, noise)
+        return i + 1, t, val, radius, jnp.any(active)
 
-    init = (0, starts, sigma * vals0, radius0, jnp.asarray(jnp.inf, starts.dtype))
+    init = (0, starts, sigma * vals0, radius0, jnp.asarray(True))
     _, t, val, _, _ = jax.lax.while_loop(cond, body, init)
     return jnp.mod(t, 1.0), sigma * val
 
@@ -217,25 +237,58 @@ class Certificate:
         return np.asarray(self.eta(P.reshape(P.shape[0], -1) if P.ndim > 1 else P[:, None]))
 
 
+@dataclasses.dataclass(frozen=True)
+class GridScan:
+    """The first stage of :func:`certificate`: η on the uniform grid of the torus.
+
+    grid, values   the grid (n^k, k) and η on it;  n  points per axis
+    maxima         indices of the grid local maxima of |η| (periodic, ties kept)
+    eta            θ̃ (q, k) ↦ η(θ̃);  problem, lam, residual  what the Newton stage needs
+    max(|values|) ≤ sup|η|: a grid value above 1 already proves the measure not optimal."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    n: int
+    maxima: np.ndarray
+    eta: Callable = dataclasses.field(repr=False)
+    problem: Problem = dataclasses.field(repr=False)
+    lam: float
+    residual: jax.Array = dataclasses.field(repr=False)
+
+
+def grid_scan(problem: Problem, particles: Particles, *, grid: int | None = None) -> GridScan:
+    """η of ``particles`` on a uniform grid of ``grid`` points per axis (default: 16 per
+    kernel resolution in 1-D, 8 in 2-D) and the grid's local maxima of |η|."""
+    _check(problem, particles)
+    pc, lam = _unit_lam(problem), problem.regularizer.lam
+    feat = problem.feature
+    k = feat.dim - 1
+    n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
+    G = _torus_grid(n, k)
+    per = max(1, _CHUNK // max(problem.data.evaluation_set().n, 1))
+    if per >= len(G):  # one chunk: residual and grid values in one compiled call
+        g, vals = _scan_jit(pc, particles, G, lam)
+        vals = np.asarray(vals)
+    else:
+        g = _residual_jit(pc, particles)
+        padded = _pad(G, -(-len(G) // per) * per)  # equal chunks: one compilation
+        vals = np.concatenate([np.asarray(_eta_jit(pc, g, padded[i:i + per], lam))
+                               for i in range(0, len(padded), per)])[:len(G)]
+    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
+    return GridScan(G, vals, n, _grid_local_maxima(vals, n, k), eta, pc, lam, g)
+
+
 def certificate(problem: Problem, particles: Particles, *, grid: int | None = None,
                 newton_steps: int = 30) -> Certificate:
     """η of ``particles`` and sup|η| over the torus: |η| on a uniform grid of ``grid``
     points per axis (default: 16 per kernel resolution in 1-D, 8 in 2-D), then
     safeguarded Newton from every grid local maximum and every particle position."""
-    _check(problem, particles)
-    pc, lam = _unit_lam(problem), problem.regularizer.lam
-    g = _residual_jit(pc, particles)
-    eta = lambda T: _eta_jit(pc, g, _array(T), lam)  # noqa: E731
+    scan = grid_scan(problem, particles, grid=grid)
+    newton_steps = check_int("newton_steps", newton_steps, minimum=0)
+    pc, lam, g, eta, G, vals, n = scan.problem, scan.lam, scan.residual, scan.eta, scan.grid, scan.values, scan.n
     feat = problem.feature
     k = feat.dim - 1
-    n = _default_grid(feat, k) if grid is None else check_int("grid", grid, minimum=4)
-    newton_steps = check_int("newton_steps", newton_steps, minimum=0)
-    G = _torus_grid(n, k)
-    per = max(1, _CHUNK // max(problem.data.evaluation_set().n, 1))
-    per = min(per, len(G))
-    padded = _pad(G, -(-len(G) // per) * per)  # equal chunks: one compilation
-    vals = np.concatenate([np.asarray(eta(padded[i:i + per])) for i in range(0, len(padded), per)])[:len(G)]
-    starts = G[_grid_local_maxima(vals, n, k)]
+    starts = G[scan.maxima]
     P = np.asarray(particles.positions, dtype=float)
     starts = np.vstack([starts, np.mod(np.delete(P, feat.weight_index, axis=1), 1.0)])
     size = 1 << max(6, int(math.ceil(math.log2(len(starts)))))  # power-of-two batches ≥ 64: few compilations
