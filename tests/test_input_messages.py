@@ -31,3 +31,16 @@ def test_a_failing_user_feature_is_named_with_its_error_class_and_first_line():
         mf.Problem(mf.features.Custom(feature, dim=3), "square", None, data)
     assert str(err.value) == ("the feature Custom φ(θ, x) (θ in R^3, x in R^2) fails on inputs of shapes (3,), (2,): "
                               "ValueError: first line of the user's error")
+
+
+def test_a_schedule_must_stay_positive_up_to_iteration_1000():
+    """Zero is refused up to t = 1000 (a mistake) and allowed beyond (late underflow); the
+    message names the first bad iteration."""
+    import jax.numpy as jnp
+
+    def off_from(t0):
+        return lambda t: jnp.where(jnp.asarray(t) < t0, 1.0, 0.0)
+
+    with pytest.raises(mf.ValidationError, match=re.escape("schedule(1000) = 0 (τ_t")):
+        mf.methods.Langevin(0.1, schedule=off_from(1000))
+    mf.methods.Langevin(0.1, schedule=off_from(1001))  # zero only after t = 1000: accepted
