@@ -225,9 +225,18 @@ def run_module(name: str, work: pathlib.Path, timeout_factor: float, sample: int
     return summarize(name, db, baseline)
 
 
+def _restore(tree: pathlib.Path) -> None:
+    """Put the pristine sources back: an interrupted cosmic-ray leaves its last mutant applied
+    (later mutants would then be planted on top of it)."""
+    pristine = tree / ".pristine"
+    for p in pristine.rglob("*.py"):
+        shutil.copy2(p, tree / p.relative_to(pristine))
+
+
 def _resume(name: str, tree: pathlib.Path, db: pathlib.Path, sample: int | None) -> dict:
     """Go on with an interrupted session of unchanged source: its mutants not yet run, cut
     to ``sample`` in all (the ones already run count)."""
+    _restore(tree)
     done = sum(1 for line in _dump(db) if line[1] is not None and line[1].get("worker_outcome") != "skipped")
     _sample(db, None if sample is None else max(sample - done, 0), seed=1)
     with open(tree.parent / f"{name}.log", "a") as log:
@@ -251,6 +260,7 @@ def rerun_survivors(name: str, work: pathlib.Path, timeout_factor: float) -> dic
         return {"module": name, "error": f"no session to rerun under {tree} (run the module first)"}
     if not _unchanged(name, tree):
         return {"module": name, "error": f"the sources of {name} changed since the session: run it afresh"}
+    _restore(tree)
     before = summarize(name, db, None, write=False)
     for sub in ("tests", "examples"):
         shutil.rmtree(tree / sub)
