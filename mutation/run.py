@@ -73,7 +73,7 @@ MODULES = {
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_equals_one_by_one_with_padding",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_over_problems_with_sgd"] + _INPUTS),
-    "methods": (["methods"], [_T + "test_methods.py", _T + "test_method_shortcuts.py", _T + "test_curvature.py", _T + "test_solver_layer.py::test_continuing_a_run_is_bit_identical_to_one_uninterrupted_run",
+    "methods": (["methods"], [_T + "test_methods.py", _T + "test_method_shortcuts.py", _T + "test_wfr_step.py", _T + "test_curvature.py", _T + "test_solver_layer.py::test_continuing_a_run_is_bit_identical_to_one_uninterrupted_run",
                               _T + "test_langevin.py::test_linear_feature_stationary_mean_and_covariance",
                               _T + "test_langevin.py::test_quadratic_potential_reaches_the_discretized_gibbs_law",
                               _T + "test_langevin.py::test_schedules", _T + "test_langevin.py::test_entropic_objective_inputs"] + _INPUTS),
