@@ -82,7 +82,7 @@ MODULES = {
                               _T + "test_deconvolution.py::test_curvature_bound_term_by_term_and_tight_where_the_residual_vanishes",
                               "--deselect", _T + "test_solver_layer.py::test_gd_on_the_exact_population_risk_matches_gd_on_a_large_sample",
                               "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve"] + _INPUTS),
-    "store": (["store.py"], [_T + "test_store.py", _T + "test_compatibility.py", _T + "test_sweep_clients.py"]),
+    "store": (["store.py"], [_T + "test_store.py", _T + "test_store_files.py", _T + "test_compatibility.py", _T + "test_sweep_clients.py"]),
 }
 
 #: mutation operators kept: for arithmetic the natural swaps (+ ↔ −, × ↔ ÷, ** → ×), for
