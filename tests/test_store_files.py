@@ -30,7 +30,7 @@ def test_parquet_export_writes_list_and_mixed_columns_as_text(tmp_path):
 def test_stale_temporary_cleanup_skips_names_it_cannot_parse(tmp_path):
     with Store(tmp_path) as store:
         odd = [tmp_path / "arrays" / f".tmp-notapid@{socket.gethostname()}@x.npz",  # pid not a number
-               tmp_path / "arrays" / ".tmp-123.npz"]  # no host part
+               tmp_path / "arrays" / ".tmp-123"]  # a pid but no host part
         for p in odd:
             p.write_bytes(b"?")
         assert store.remove_stale_temporaries() == 0
