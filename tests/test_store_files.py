@@ -35,3 +35,18 @@ def test_stale_temporary_cleanup_skips_names_it_cannot_parse(tmp_path):
             p.write_bytes(b"?")
         assert store.remove_stale_temporaries() == 0
         assert all(p.exists() for p in odd)
+
+
+def test_a_failed_insert_is_rolled_back_and_the_store_stays_usable(tmp_path):
+    import dataclasses
+    import sqlite3
+
+    import pytest
+
+    with Store(tmp_path) as store:
+        bad = dataclasses.replace(_rec("bad", {"objective": 1.0}), seed=object())  # SQLite cannot bind it
+        with pytest.raises(sqlite3.ProgrammingError, match="binding parameter"):
+            store.record(bad)
+        assert not store._db.in_transaction
+        store.record(_rec("good", {"objective": 0.5}))
+        assert store.run_ids() == {"good"}
