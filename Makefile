@@ -26,7 +26,7 @@ bench: $(STAMP)
 	uptime || true
 	$(BIN)/python benchmarks/run.py --quick
 
-# Mutation testing of the numerical core (not part of `make test`): a sample of 60 mutants
+# Mutation testing of the numerical core (not part of `make test`): a sample of 40 mutants
 # per module (mutation/run.py --help); MODULES="losses certificates" for some.
 # Reports in mutation/reports/.
 mutate: $(STAMP)

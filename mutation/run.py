@@ -10,15 +10,17 @@ tests/, examples/, pyproject.toml) under ``--work``, against the fast tests that
 
     python mutation/run.py                      # every module, 2 parallel workers
     python mutation/run.py losses certificates  # some modules (names as in MODULES)
-    python mutation/run.py --sample 0 losses    # every mutant, not a sample of 60
+    python mutation/run.py --sample 0 losses    # every mutant, not a sample of 40
+    python mutation/run.py --rerun-survivors losses  # survivors again, against today's tests
     python mutation/run.py --jobs 1 --report-only
 
 Size: after the operator filter (EXCLUDE) the core has 2045 mutants (losses 28,
 regularizers 67, kernels 169, certificates 285, population 192, problem 204, methods 238,
 solvers 671, store 191). Each costs one pytest process (JAX import, compilations, the
-covering tests up to the first failure), so all of them take many hours on 2 cores; by
-default a fixed random sample of 60 per module runs (540 mutants), which estimates each
-module's score within about ±6 points (one standard error at a score of 80%).
+covering tests that execute the mutated function, up to the first failure), so all of them
+take many hours on 2 cores; by default a fixed random sample of 40 per module runs (360
+mutants), which estimates each module's score within about ±6 points (one standard error
+at a score of 80%).
 
 Writes ``mutation/reports/<module>.txt`` (cr-report: every mutant and its outcome, the
 survivors with their diff) and ``mutation/reports/summary.md`` (killed / survived /
@@ -377,7 +379,7 @@ def main(argv=None):
                     help="where the copies and sessions go")
     ap.add_argument("--timeout-factor", type=float, default=3.0,
                     help="a mutant whose tests run longer than this × the unmutated time (+30 s) is a timeout")
-    ap.add_argument("--sample", type=int, default=60,
+    ap.add_argument("--sample", type=int, default=40,
                     help="mutants per module, a fixed random sample (0: all; 2045 in all, hours on 2 cores)")
     ap.add_argument("--report-only", action="store_true", help="summarize existing sessions under --work")
     ap.add_argument("--rerun-survivors", action="store_true",
