@@ -1,4 +1,5 @@
 import os
+import pathlib
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -22,29 +23,50 @@ def reproduced(tmp_path_factory):
     return out, rp.reproduce(out, "test", only=REPRODUCED, seed=0, jobs=2)
 
 
-# -- parallel runs (pytest-xdist, `make test`: -n 2 --dist loadgroup) ---------------------
+# -- parallel runs (pytest-xdist, `make test`: -n 2 --dist loadfile) ----------------------
 #
-# Each test file is one xdist group, so a worker runs a whole file: its module fixtures are
-# built once and its tests share their JAX compilations, as in a serial run. Files that
-# share a session fixture form one group (SHARED). Under xdist the heaviest groups are sent
-# first (HEAVY, the longest at the top: a worker then ends on small files, not on a long
-# one while the other waits); a serial run keeps pytest's order.
+# A worker runs whole test files: their module fixtures are built once and their tests
+# share their JAX compilations, as in a serial run. Files that share a session fixture go
+# to the same worker (SHARED), and the heaviest files are sent first (HEAVY, longest at the
+# top: a worker then ends on small files, not on a long one while the other waits). (xdist's
+# own `loadgroup` cannot do this here: with pytest 9 its group suffix on the test id is
+# lost, so the groups are ignored.) A serial run keeps pytest's order.
 
-#: files that read the same session fixture -> their group
+#: files that read the same session fixture -> the name of their common unit
 SHARED = {"test_reproduce.py": "reproduce", "test_trajectories.py": "reproduce"}
-#: the longest groups (per-test durations of the default run), longest first
+#: the longest units (per-test durations of the default run), longest first
 HEAVY = ["test_examples.py", "reproduce", "test_solvers.py", "test_sweep.py", "test_networks.py", "test_flow.py"]
 
 
-def _group(item) -> str:
-    return SHARED.get(item.path.name, item.path.name)
+def _unit(path: str) -> str:
+    name = pathlib.PurePath(path.split("::", 1)[0]).name
+    return SHARED.get(name, name)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    if not hasattr(config, "workerinput"):  # not an xdist worker
-        return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    rank = {g: i for i, g in enumerate(HEAVY)}
-    items.sort(key=lambda item: rank.get(_group(item), len(HEAVY)))  # stable: file order otherwise
+    if hasattr(config, "workerinput"):  # an xdist worker: the order the units are sent in
+        rank = {u: i for i, u in enumerate(HEAVY)}
+        items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(HEAVY)))  # stable otherwise
+
+
+class _Units:
+    """The scheduler of ``--dist loadfile``, sending SHARED files as one unit; registered only
+    where xdist is active (its hook is unknown to pytest otherwise: ``-p no:xdist``)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config, log):
+        if config.getvalue("dist") != "loadfile":
+            return None  # xdist's own scheduler
+        from xdist.scheduler import LoadFileScheduling
+
+        class Units(LoadFileScheduling):
+            def _split_scope(self, nodeid):
+                return _unit(nodeid)
+
+        config.option.loadscopereorder = False  # the collection's order (HEAVY first), not by test count
+        return Units(config, log)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_Units(), "measureflow-test-units")
