@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/measureflow reproduce --preset quick --out results
 
+# The default tests on TEST_WORKERS processes (pytest-xdist; each worker runs whole test
+# files: tests/conftest.py). 2, not auto: the project's machines and CI have 2 cores, and
+# every worker is a JAX process that starts its own subprocesses (experiments, sweep
+# workers, a Dask cluster), so one per core of a large machine multiplies the memory for
+# little gain. TEST_WORKERS=0: one process, as pytest alone runs.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""

@@ -18,7 +18,7 @@ import measureflow as mf
 from measureflow.experiments import reproduce as rp
 from measureflow.experiments.mean_field_limit import wasserstein
 
-MINE = ["trajectories", "first_variation", "mean_field_limit"]
+MINE = ["trajectories", "first_variation", "mean_field_limit"]  # = conftest.REPRODUCED
 CLI = [sys.executable, "-c", "from measureflow.cli import run; run()"]
 
 
@@ -204,12 +204,7 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    # two worker processes: the experiments' time is mostly single-threaded compilation
-    summary = rp.reproduce(out, "test", only=MINE, seed=0, jobs=2)
-    return out, summary
+# the fixture ``reproduced`` (conftest.py): the test preset of MINE, reproduced once per session
 
 
 EXPECTED_TABLES = {
