@@ -72,6 +72,8 @@ MODULES = {
                                        "--deselect", _T + "test_exact_field.py::test_batched_sgd_on_a_sampler_equals_single_runs",
                                        "--deselect", _T + "test_networks.py::test_default_step_control_halves_a_step_that_outgrows_the_curvature"] + _INPUTS),
     "problem": (["problem.py"], [_T + "test_core_gradients.py", _T + "test_blocking.py", _T + "test_solvers.py",
+                                 _T + "test_exact_field.py", "--deselect",
+                                 _T + "test_exact_field.py::test_batched_sgd_on_a_sampler_equals_single_runs",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_default_steps_equal_solve",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_equals_one_by_one_with_padding",
                                  "--deselect", _T + "test_solvers.py::test_solve_batch_over_problems_with_sgd"] + _INPUTS),

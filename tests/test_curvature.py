@@ -41,3 +41,16 @@ def test_wfr_curvature_is_the_largest_eigenvalue_of_the_finite_difference_jacobi
     # the default step is 1/L for a rule that moves masses (no position-only bound applies)
     assert mf.default_step(prob, mf.Particles(P, w), method=rule, geometry="euclidean") == pytest.approx(
         1 / mags[0], rel=1e-3)
+
+
+def test_a_position_rule_steps_by_the_metrics_bound_where_the_curvature_at_mu0_is_blind():
+    """From zero weights (the admissible spike init) the curvature along positions is
+    invisible at μ0, so forward–backward's default step is 1/max(L, the conic bound)."""
+    signal = mf.data.SpikeSignal(3, cutoff=12, noise=0.0, seed=0)
+    prob = mf.deconvolution.blasso(signal, lam=0.1)
+    mu0 = mf.init.admissible(prob.feature, 20, key=0)
+    geom = mf.solvers.geometry.get(None, prob.feature)
+    bound = geom.curvature_bound(prob, mu0, smooth_only=True)
+    L = mf.solvers.curvature(prob, mu0, method="fb")
+    assert bound is not None and bound > 1.5 * L  # the bound is what sets the step here
+    assert mf.default_step(prob, mu0, method="fb") == pytest.approx(1 / bound, rel=1e-12)

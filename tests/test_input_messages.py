@@ -44,3 +44,10 @@ def test_a_schedule_must_stay_positive_up_to_iteration_1000():
     with pytest.raises(mf.ValidationError, match=re.escape("schedule(1000) = 0 (τ_t")):
         mf.methods.Langevin(0.1, schedule=off_from(1000))
     mf.methods.Langevin(0.1, schedule=off_from(1001))  # zero only after t = 1000: accepted
+
+
+def test_a_grid_too_coarse_for_the_kernel_names_the_needed_size():
+    with pytest.raises(mf.ValidationError) as err:
+        mf.data.SpikeSignal(3, cutoff=10, grid=15)
+    assert str(err.value) == ("grid=15 cannot represent the cut-off f_c=10: the square loss on an N-point grid "
+                              "equals the exact L² loss of the filtered signal only for N > 2K = 20; use grid >= 21")

@@ -40,3 +40,14 @@ def test_solve_batch_takes_keys_or_seeds_alike():
         np.testing.assert_array_equal(np.asarray(a.particles.positions), np.asarray(b.particles.positions))
     assert not np.array_equal(np.asarray(by_seed[0].particles.positions),
                               np.asarray(by_seed[1].particles.positions))  # the keys do set the batches
+
+
+def test_a_minibatch_run_on_a_closed_form_population_records_the_exact_risk():
+    """SGD on a teacher–student sampler with a closed-form risk records F on the population
+    itself (not on a drawn evaluation set): the last history value is the exact risk."""
+    feat = mf.features.ReLU(3)
+    prob = mf.Problem(feat, "square", None, mf.data.TeacherStudent(3, 2, seed=0))
+    assert prob.has_exact_risk
+    res = mf.solve(prob, mf.init.admissible(feat, 8, key=1), "sgd", step=0.5, iterations=50, batch_size=16,
+                   snapshots=0)
+    assert float(res.history[-1]) == pytest.approx(float(prob.objective(res.particles)), rel=1e-12)
