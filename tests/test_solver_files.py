@@ -51,3 +51,14 @@ def test_a_minibatch_run_on_a_closed_form_population_records_the_exact_risk():
     res = mf.solve(prob, mf.init.admissible(feat, 8, key=1), "sgd", step=0.5, iterations=50, batch_size=16,
                    snapshots=0)
     assert float(res.history[-1]) == pytest.approx(float(prob.objective(res.particles)), rel=1e-12)
+
+
+def test_solve_batch_runs_a_single_iteration_like_solve():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 2))
+    prob = mf.Problem(mf.features.ReLU(2, bias=True), "square", None, mf.data.Dataset(X, np.tanh(X[:, 1])))
+    mu = mf.init.admissible(prob.feature, 5, key=2)
+    one = mf.solve(prob, mu, "gd", step=0.1, iterations=1, snapshots=0)
+    (batched,) = mf.solve_batch(prob, [mu], "gd", step=0.1, iterations=1, snapshots=0)
+    np.testing.assert_allclose(np.asarray(batched.particles.positions), np.asarray(one.particles.positions),
+                               rtol=0, atol=1e-14)
