@@ -62,3 +62,4 @@ def test_solve_batch_runs_a_single_iteration_like_solve():
     (batched,) = mf.solve_batch(prob, [mu], "gd", step=0.1, iterations=1, snapshots=0)
     np.testing.assert_allclose(np.asarray(batched.particles.positions), np.asarray(one.particles.positions),
                                rtol=0, atol=1e-14)
+

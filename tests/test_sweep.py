@@ -432,3 +432,30 @@ def test_cli_reports_bad_spec_in_one_line(tmp_path):
     res = subprocess.run(_sweep_cmd(spec, tmp_path / "o"), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error:") and "base.m" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_pool_broken_between_waits_hands_back_the_runs_it_refused():
+    """A worker can die after the last wait and before the next submit: the pool then
+    refuses new runs; they are handed back (to be redone), not lost or charged."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    from measureflow.experiments.sweep import _submit
+
+    class Breaks:
+        def __init__(self):
+            self.calls = 0
+
+        def submit(self, job, task, config):
+            self.calls += 1
+            if self.calls > 1:
+                raise BrokenProcessPool("a child process terminated abruptly")
+            return cf.Future()
+
+    class Run:
+        def __init__(self, i):
+            self.task, self.config = "t", {"i": i}
+
+    runs, futures = [Run(0), Run(1), Run(2)], {}
+    assert _submit(Breaks(), None, futures, runs) == runs[1:]
+    assert list(futures.values()) == runs[:1]

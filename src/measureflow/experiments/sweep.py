@@ -479,15 +479,16 @@ def _run_processes(claims: _Claims, job, record, workers: int, retries: int):
         with _pool(workers, job) as pool:
             futures: dict[cf.Future, Run] = {}
             while True:
-                for run in claims.take(workers - len(futures)):
-                    futures[pool.submit(job, run.task, run.config)] = run
-                if not futures:
+                unsent = _submit(pool, job, futures, claims.take(workers - len(futures)))
+                if not futures and not unsent:
                     if claims.exhausted:
                         break
                     claims.idle()
                     continue
-                finished, _ = cf.wait(futures, timeout=claims.poll_s, return_when=cf.FIRST_COMPLETED)
-                if any(isinstance(f.exception(), cf.process.BrokenProcessPool) for f in finished):
+                finished = set() if unsent else cf.wait(futures, timeout=claims.poll_s,
+                                                         return_when=cf.FIRST_COMPLETED)[0]
+                if unsent or any(isinstance(f.exception(), cf.process.BrokenProcessPool) for f in finished):
+                    suspects.extend(unsent)  # claimed but refused by the broken pool: redone, not charged
                     for fut, run in futures.items():
                         if fut.done() and not isinstance(fut.exception(), cf.process.BrokenProcessPool):
                             _record_future(record, run, fut)
@@ -499,6 +500,17 @@ def _run_processes(claims: _Claims, job, record, workers: int, retries: int):
         if not suspects:
             return
         _isolate(suspects, job, record, max(retries, 1))
+
+
+def _submit(pool, job, futures: dict, runs: list) -> list:
+    """Submit ``runs`` to ``pool`` (into ``futures``); returns those it refused because a
+    worker died since the last wait (the pool is then broken)."""
+    for i, run in enumerate(runs):
+        try:
+            futures[pool.submit(job, run.task, run.config)] = run
+        except cf.process.BrokenProcessPool:
+            return list(runs[i:])
+    return []
 
 
 def _record_future(record, run: Run, fut: cf.Future):
