@@ -63,3 +63,23 @@ def test_solve_batch_runs_a_single_iteration_like_solve():
     np.testing.assert_allclose(np.asarray(batched.particles.positions), np.asarray(one.particles.positions),
                                rtol=0, atol=1e-14)
 
+
+
+def test_the_history_holds_every_record_of_a_call_near_a_power_of_two():
+    """A call of T steps recording every k writes up to T//k + 1 grid records, its first and
+    last iteration and the close of a divergence: the capacity covers them for every T
+    (also just past 2048, where rounding to a power of two no longer hides a shortfall),
+    and a run of 2050 steps recorded at every step keeps all 2051 values."""
+    from measureflow.solvers.driver import history_capacity
+
+    for every in (1, 3):
+        for T in range(2000 * every, 2100 * every, every):
+            cap = history_capacity(T, every)
+            assert cap >= T // every + 4 and cap >= 2048 and cap & (cap - 1) == 0, (T, every, cap)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 2))
+    prob = mf.Problem(mf.features.ReLU(2), "square", None, mf.data.Dataset(X, X[:, 0]))
+    mu = mf.init.admissible(prob.feature, 3, key=0)
+    res = mf.solve(prob, mu, "gd", step=0.05, iterations=2050, history_every=1, snapshots=0)
+    np.testing.assert_array_equal(res.history_iterations, np.arange(2051))
+    assert float(res.history[-1]) == pytest.approx(float(prob.objective(res.particles)), rel=1e-12)
