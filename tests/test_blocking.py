@@ -89,8 +89,9 @@ def test_blocked_exact_risk_equals_the_full_quadratic_form(activation, bias, d, 
     T = ts.params
     c = jnp.full(T.shape[0], 1.0 / T.shape[0])
 
-    def full(P):
-        return population.square_risk(K(P, P), K(P, T), K(T, T), mu.weights, c, 0.1)
+    def full(P):  # ½ E[(f_μ − f* − ε)²] from the dense second-moment matrices
+        w = mu.weights
+        return 0.5 * (w @ K(P, P) @ w - 2.0 * w @ K(P, T) @ c + c @ K(T, T) @ c) + 0.5 * 0.1**2
 
     def blocked(P):
         return ts.exact_risk(feat, "square", mf.Particles.unchecked(P, mu.weights))

@@ -8,9 +8,10 @@ For x ~ N(0, I_d):
 with α the angle between w and v; and, for d = 1 with biases,
 E[relu(w x + b) relu(v x + c)] = ∫_{lo}^{hi} (w x + b)(v x + c) dN(x) over the interval
 where both are positive (Gaussian moments on an interval). With these kernels the
-teacher–student square loss is a quadratic form in the output weights
-(:func:`square_risk`). All functions are differentiable everywhere they are used
-(including equal and parallel arguments) and vectorized: (m, d), (k, d) → (m, k).
+teacher–student square loss ½E[(f_μ − f* − ε)²] = ½(wᵀK_ss w − 2wᵀK_st c + cᵀK_tt c) + ½σ²
+is a quadratic form in the masses w, c (:func:`quadratic_form`, evaluated in blocks). All
+functions are differentiable everywhere they are used (including equal and parallel
+arguments) and vectorized: (m, d), (k, d) → (m, k).
 """
 
 from __future__ import annotations
@@ -114,15 +115,6 @@ def relu_bias_kernel_1d(w, b, v, c) -> jax.Array:
     M2 = M0 + lo * density(lo) - hi * density(hi)
     W, B, V, C = w[:, None], b[:, None], v[None, :], c[None, :]
     return W * V * M2 + (W * C + B * V) * M1 + B * C * M0
-
-
-def square_risk(K_ss, K_st, K_tt, w, c, noise=0.0):
-    """½ E[(f_μ(x) − f*(x) − ε)²] = ½ (wᵀK_ss w − 2 wᵀK_st c + cᵀK_tt c) + ½ noise².
-
-    K_ss (m, m), K_st (m, k), K_tt (k, k): second moments of the student and teacher
-    features; w (m,) and c (k,) the masses of student and teacher particles.
-    """
-    return 0.5 * (w @ K_ss @ w - 2.0 * w @ K_st @ c + c @ K_tt @ c) + 0.5 * noise**2
 
 
 #: Rows of the first argument per block in :func:`quadratic_form` target about this many
