@@ -1,5 +1,6 @@
 """Bad input is refused with a clear error before any work; init and CLI basics."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -142,3 +143,19 @@ def test_cli_version_and_help():
     assert out.returncode == 0 and out.stdout.strip() == f"measureflow {mf.__version__}"
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "particle gradient descent" in out.stdout
+
+
+def test_the_command_answers_help_without_importing_jax_and_measureflow_still_turns_float64_on():
+    """`import measureflow` is lazy (the command's --help, --version and argument errors
+    need no JAX: seconds saved); float64 is on whichever of JAX and measureflow comes first."""
+    probe = ("import sys; from measureflow.cli import app; import typer.testing as t; "
+             "r = t.CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+             "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+    for first, second in (("measureflow", "jax"), ("jax", "measureflow")):
+        code = (f"import {first}, {second}; import jax.numpy as jnp, measureflow as mf; "
+                "print(jnp.ones(2).dtype, mf.Problem.__name__, mf.geometry.Conic.__name__, mf.flow.__name__)")
+        env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.stdout.split() == ["float64", "Problem", "Conic", "flow"], out.stdout + out.stderr

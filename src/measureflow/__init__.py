@@ -1,17 +1,26 @@
 """measureflow: optimization over measures by particle gradient descent.
 
-Importing measureflow enables float64 in JAX (``jax_enable_x64``): accuracy matters here,
-and solvers run in float64 unless asked for float32.
+Importing measureflow enables float64 in JAX (``jax_enable_x64``; before JAX is imported,
+by setting ``JAX_ENABLE_X64=1`` in the environment): accuracy matters here, and solvers run
+in float64 unless asked for float32.
+
+The submodules and the names below are imported on first use (PEP 562): ``import
+measureflow`` itself does not import JAX, so the ``measureflow`` command answers
+``--help``, ``--version`` and argument errors without JAX's import (seconds).
 """
 
-import jax as _jax
+import os as _os
+import sys as _sys
+from typing import TYPE_CHECKING
 
-_jax.config.update("jax_enable_x64", True)
+# float64 before anything builds an array: on JAX's live configuration if JAX is already
+# imported, else through the variable JAX reads when it is imported (child processes
+# inherit it: the workers of sweeps and `reproduce --jobs` want float64 too)
+if "jax" in _sys.modules:
+    _sys.modules["jax"].config.update("jax_enable_x64", True)
+else:
+    _os.environ["JAX_ENABLE_X64"] = "1"
 
-from . import data, features, init, kernels, losses, regularizers  # noqa: E402
-from . import methods, solvers  # noqa: E402
-from .solvers import geometry  # noqa: E402  (the metrics on Θ live in the solver layer)
-from . import baselines, certificates, deconvolution  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .errors import (  # noqa: E402
     DivergenceError,
@@ -20,28 +29,51 @@ from .errors import (  # noqa: E402
     SupportWarning,
     ValidationError,
 )
-from .particles import Particles  # noqa: E402
-from .problem import Problem  # noqa: E402
-from .regularizers import L1, L2  # noqa: E402
-from . import store  # noqa: E402  (results on disk: mf.store.Store)
-from .solvers import Result, SolverState, default_step, run, solve, solve_batch  # noqa: E402
-from . import diagnostics, sliding  # noqa: E402  (sliding: the certified BLASSO pieces)
+
+#: submodules available as attributes (``mf.features``), imported on first access
+_SUBMODULES = ("data", "features", "init", "kernels", "losses", "regularizers", "methods", "solvers",
+               "baselines", "certificates", "deconvolution", "store", "diagnostics", "sliding")
+#: other names -> the module that defines them (geometry, the metrics on Θ, lives in the solver layer)
+_NAMES = {
+    "geometry": "solvers.geometry",
+    "Particles": "particles", "Problem": "problem", "L1": "regularizers", "L2": "regularizers",
+    "Result": "solvers", "SolverState": "solvers", "default_step": "solvers", "run": "solvers",
+    "solve": "solvers", "solve_batch": "solvers",
+    "flow": "gradient_flow", "FlowResult": "gradient_flow",   # gradient_flow imports diffrax
+}
 
 __all__ = [
     "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
     "kernels", "methods", "solvers", "baselines", "certificates", "deconvolution", "sliding",
     "Problem", "Particles", "Result", "SolverState", "solve", "solve_batch", "run", "default_step", "L1", "L2",
-    "flow", "FlowResult", "diagnostics",
+    "flow", "FlowResult", "diagnostics", "store",
     "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
 ]
 
 
 def __getattr__(name):
-    # mf.flow / mf.FlowResult import diffrax (about a second); the module is measureflow.gradient_flow only when first used
-    if name in ("flow", "FlowResult"):
-        import importlib
+    import importlib
 
-        module = importlib.import_module(".gradient_flow", __name__)
-        globals().update(flow=module.flow, FlowResult=module.FlowResult)
-        return globals()[name]
-    raise AttributeError(f"module 'measureflow' has no attribute {name!r}")
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _NAMES:
+        module = importlib.import_module(f".{_NAMES[name]}", __name__)
+        value = module if _NAMES[name].rsplit(".", 1)[-1] == name else getattr(module, name)
+    else:
+        raise AttributeError(f"module 'measureflow' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from . import (baselines, certificates, data, deconvolution, diagnostics, features, init, kernels,  # noqa: F401
+                   losses, methods, regularizers, sliding, solvers, store)
+    from .gradient_flow import FlowResult, flow  # noqa: F401
+    from .particles import Particles  # noqa: F401
+    from .problem import Problem  # noqa: F401
+    from .regularizers import L1, L2  # noqa: F401
+    from .solvers import Result, SolverState, default_step, geometry, run, solve, solve_batch  # noqa: F401
