@@ -14,7 +14,8 @@ tests/, examples/, pyproject.toml) under ``--work``, against the fast tests that
     python mutation/run.py --rerun-survivors losses  # survivors again, against today's tests
     python mutation/run.py --jobs 1 --report-only
 
-Size: after the operator filter (EXCLUDE) the core has 2045 mutants (losses 28,
+Size (counted 2026-12-02, before square_risk left population): after the operator filter
+(EXCLUDE) the core has 2045 mutants (losses 28,
 regularizers 67, kernels 169, certificates 285, population 192, problem 204, methods 238,
 solvers 671, store 191). Each costs one pytest process (JAX import, compilations, the
 covering tests that execute the mutated function, up to the first failure), so all of them
