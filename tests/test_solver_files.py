@@ -64,7 +64,6 @@ def test_solve_batch_runs_a_single_iteration_like_solve():
                                rtol=0, atol=1e-14)
 
 
-
 def test_the_history_holds_every_record_of_a_call_near_a_power_of_two():
     """A call of T steps recording every k writes up to T//k + 1 grid records, its first and
     last iteration and the close of a divergence: the capacity covers them for every T

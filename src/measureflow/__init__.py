@@ -30,35 +30,30 @@ from .errors import (  # noqa: E402
     ValidationError,
 )
 
-#: submodules available as attributes (``mf.features``), imported on first access
-_SUBMODULES = ("data", "features", "init", "kernels", "losses", "regularizers", "methods", "solvers",
-               "baselines", "certificates", "deconvolution", "store", "diagnostics", "sliding")
-#: other names -> the module that defines them (geometry, the metrics on Θ, lives in the solver layer)
+#: modules available as attributes (``mf.features``) -> their path, imported on first access
+#: (geometry, the metrics on Θ, lives in the solver layer)
+_MODULES = {name: name for name in ("data", "features", "init", "kernels", "losses", "regularizers", "methods",
+                                    "solvers", "baselines", "certificates", "deconvolution", "store",
+                                    "diagnostics", "sliding")} | {"geometry": "solvers.geometry"}
+#: other names -> the module that defines them
 _NAMES = {
-    "geometry": "solvers.geometry",
     "Particles": "particles", "Problem": "problem", "L1": "regularizers", "L2": "regularizers",
     "Result": "solvers", "SolverState": "solvers", "default_step": "solvers", "run": "solvers",
     "solve": "solvers", "solve_batch": "solvers",
     "flow": "gradient_flow", "FlowResult": "gradient_flow",   # gradient_flow imports diffrax
 }
 
-__all__ = [
-    "__version__", "data", "features", "geometry", "init", "losses", "regularizers",
-    "kernels", "methods", "solvers", "baselines", "certificates", "deconvolution", "sliding",
-    "Problem", "Particles", "Result", "SolverState", "solve", "solve_batch", "run", "default_step", "L1", "L2",
-    "flow", "FlowResult", "diagnostics", "store",
-    "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning",
-]
+__all__ = ["__version__", *_MODULES, *_NAMES,
+           "MeasureflowError", "ValidationError", "InputTypeError", "DivergenceError", "SupportWarning"]
 
 
 def __getattr__(name):
     import importlib
 
-    if name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
+    if name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
     elif name in _NAMES:
-        module = importlib.import_module(f".{_NAMES[name]}", __name__)
-        value = module if _NAMES[name].rsplit(".", 1)[-1] == name else getattr(module, name)
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     else:
         raise AttributeError(f"module 'measureflow' has no attribute {name!r}")
     globals()[name] = value
